@@ -1,0 +1,432 @@
+// bindings.cpp: the Python module cnnkit._core, the one place where Python meets the kernels.
+//
+// The Python layer (cnnkit.ops) normalises arguments, converts dtypes once and writes the
+// friendly error messages. This layer still checks every shape and index that a kernel relies
+// on, so that a direct call into _core can raise an exception but never read or write out of
+// bounds: the kernels trust their arguments and must not throw inside OpenMP regions.
+// Arrays are taken without conversion (.noconvert()): a float64 or strided array is a TypeError
+// here, never a silent copy, so outputs written in place are never lost. The GIL is released
+// around each kernel, after the raw pointers are taken; no Python object is touched meanwhile.
+#include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cnnkit.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using farray = py::array_t<float, py::array::c_style>;
+using iarray = py::array_t<int32_t, py::array::c_style>;
+using larray = py::array_t<int64_t, py::array::c_style>;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+void require(bool ok, const std::string& message) {
+    if (!ok) throw py::value_error(message);
+}
+
+void require_ndim(const py::array& a, int ndim, const char* name) {
+    require(a.ndim() == ndim, std::string(name) + " must be " + std::to_string(ndim) +
+                                  "-D, got shape " + shape_str(a));
+}
+
+void require_shape(const py::array& a, const std::vector<py::ssize_t>& shape, const char* name) {
+    bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
+    if (!same) {
+        std::ostringstream s;
+        s << name << " has shape " << shape_str(a) << ", expected (";
+        for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+        s << (shape.size() == 1 ? ",)" : ")");
+        throw py::value_error(s.str());
+    }
+}
+
+void require_writeable(const py::array& a, const char* name) {
+    if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable (it is updated in place)");
+}
+
+int as_int(py::ssize_t v, const char* what) {
+    require(v > 0 && v < (1LL << 31), std::string(what) + " must be in [1, 2^31), got " + std::to_string(v));
+    return static_cast<int>(v);
+}
+
+// Builds the window geometry of a conv or pool over x (N,H,W,C) and checks that every window
+// holds at least one real input (so a max-pool window is never all padding, and no index
+// computed from the geometry leaves the input).
+cnnkit::Window2d window(const farray& x, int kh, int kw, int sh, int sw, int pt, int pl, int oh,
+                        int ow) {
+    require_ndim(x, 4, "x");
+    cnnkit::Window2d g{};
+    g.N = as_int(x.shape(0), "batch size");
+    g.H = as_int(x.shape(1), "height");
+    g.W = as_int(x.shape(2), "width");
+    g.C = as_int(x.shape(3), "channels");
+    g.KH = kh, g.KW = kw, g.SH = sh, g.SW = sw, g.PT = pt, g.PL = pl, g.OH = oh, g.OW = ow;
+    require(kh > 0 && kw > 0, "window size must be positive");
+    require(sh > 0 && sw > 0, "strides must be positive");
+    require(oh > 0 && ow > 0, "output size must be positive");
+    require(pt >= 0 && pl >= 0 && pt < kh && pl < kw, "padding must be in [0, window size)");
+    require(static_cast<int64_t>(oh - 1) * sh - pt < g.H && static_cast<int64_t>(ow - 1) * sw - pl < g.W,
+            "the output size reaches past the input");
+    return g;
+}
+
+farray new_array(const std::vector<py::ssize_t>& shape) { return farray(shape); }
+
+// Runs a kernel with the GIL released; the caller has taken every pointer it needs beforehand.
+template <class Kernel>
+void without_gil(Kernel&& kernel) {
+    py::gil_scoped_release release;
+    cnnkit::adopt_num_threads();
+    kernel();
+}
+
+// ---------------------------------------------------------------- convolution
+farray conv2d_forward(const farray& x, const farray& w, const std::optional<farray>& b, int sh,
+                      int sw, int pt, int pl, int oh, int ow, bool naive) {
+    require_ndim(w, 4, "w");
+    const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
+                          sh, sw, pt, pl, oh, ow);
+    require(w.shape(2) == g.C, "w has " + std::to_string(w.shape(2)) + " input channels but x has " +
+                                   std::to_string(g.C));
+    const int oc = as_int(w.shape(3), "filters");
+    if (b) require_shape(*b, {oc}, "b");
+    farray y = new_array({g.N, oh, ow, oc});
+    float* out = y.mutable_data();
+    const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
+    without_gil([&] { (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc); });
+    return y;
+}
+
+py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, int sh, int sw,
+                          int pt, int pl, bool naive) {
+    require_ndim(w, 4, "w");
+    require_ndim(dy, 4, "dy");
+    const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
+                          sh, sw, pt, pl, as_int(dy.shape(1), "dy height"), as_int(dy.shape(2), "dy width"));
+    require(w.shape(2) == g.C, "w has " + std::to_string(w.shape(2)) + " input channels but x has " +
+                                   std::to_string(g.C));
+    const int oc = as_int(w.shape(3), "filters");
+    require_shape(dy, {g.N, g.OH, g.OW, oc}, "dy");
+    farray dx = new_array({g.N, g.H, g.W, g.C});
+    farray dw = new_array({g.KH, g.KW, g.C, oc});
+    farray db = new_array({oc});
+    float *pdx = dx.mutable_data(), *pdw = dw.mutable_data(), *pdb = db.mutable_data();
+    const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
+    without_gil([&] { (naive ? cnnkit::conv2d_backward_naive : cnnkit::conv2d_backward)(pdx, pdw, pdb, pdy, inp, wt, g, oc); });
+    return py::make_tuple(dx, dw, db);
+}
+
+// ---------------------------------------------------------------- pooling and upsampling
+py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, int pt, int pl,
+                             int oh, int ow, bool with_argmax) {
+    const auto g = window(x, kh, kw, sh, sw, pt, pl, oh, ow);
+    farray y = new_array({g.N, oh, ow, g.C});
+    iarray idx(std::vector<py::ssize_t>{with_argmax ? g.N : 0, oh, ow, g.C});
+    float* out = y.mutable_data();
+    int32_t* argmax = with_argmax ? idx.mutable_data() : nullptr;
+    const float* inp = x.data();
+    without_gil([&] { cnnkit::maxpool2d_forward(out, argmax, inp, g); });
+    if (with_argmax) return py::make_tuple(y, idx);
+    return std::move(y);
+}
+
+// The gradient routed through the winners the forward pass recorded. argmax comes from Python,
+// so each index is checked before any is used.
+farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, int w) {
+    require_ndim(dy, 4, "dy");
+    require_shape(argmax, {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)}, "argmax");
+    cnnkit::Window2d g{};
+    g.N = as_int(dy.shape(0), "batch size");
+    g.H = as_int(h, "height");
+    g.W = as_int(w, "width");
+    g.C = as_int(dy.shape(3), "channels");
+    g.OH = as_int(dy.shape(1), "dy height");
+    g.OW = as_int(dy.shape(2), "dy width");
+    const int32_t* idx = argmax.data();
+    const int64_t limit = static_cast<int64_t>(g.H) * g.W;
+    for (py::ssize_t i = 0; i < argmax.size(); ++i)
+        require(idx[i] >= 0 && idx[i] < limit, "argmax holds a position outside the input");
+    farray dx = new_array({g.N, g.H, g.W, g.C});
+    float* pdx = dx.mutable_data();
+    const float* pdy = dy.data();
+    without_gil([&] { cnnkit::maxpool2d_backward(pdx, pdy, idx, g); });
+    return dx;
+}
+
+farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int sh, int sw, int pt,
+                          int pl) {
+    require_ndim(dy, 4, "dy");
+    const auto g = window(x, kh, kw, sh, sw, pt, pl, as_int(dy.shape(1), "dy height"),
+                          as_int(dy.shape(2), "dy width"));
+    require_shape(dy, {g.N, g.OH, g.OW, g.C}, "dy");
+    farray y = new_array({g.N, g.OH, g.OW, g.C});
+    std::vector<int32_t> argmax(static_cast<size_t>(y.size()));
+    farray dx = new_array({g.N, g.H, g.W, g.C});
+    float *out = y.mutable_data(), *pdx = dx.mutable_data();
+    const float *inp = x.data(), *pdy = dy.data();
+    without_gil([&] {
+        cnnkit::maxpool2d_forward(out, argmax.data(), inp, g);
+        cnnkit::maxpool2d_backward(pdx, pdy, argmax.data(), g);
+    });
+    return dx;
+}
+
+farray upsampling2d_forward(const farray& x, int sh, int sw) {
+    require_ndim(x, 4, "x");
+    require(sh > 0 && sw > 0, "size must be positive");
+    const int n = as_int(x.shape(0), "batch size"), h = as_int(x.shape(1), "height"),
+              w = as_int(x.shape(2), "width"), c = as_int(x.shape(3), "channels");
+    farray y = new_array({n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c});
+    float* out = y.mutable_data();
+    const float* inp = x.data();
+    without_gil([&] { cnnkit::upsampling2d_forward(out, inp, n, h, w, c, sh, sw); });
+    return y;
+}
+
+farray upsampling2d_backward(const farray& dy, int sh, int sw) {
+    require_ndim(dy, 4, "dy");
+    require(sh > 0 && sw > 0, "size must be positive");
+    require(dy.shape(1) % sh == 0 && dy.shape(2) % sw == 0,
+            "dy has shape " + shape_str(dy) + ", whose height and width are not multiples of size");
+    const int n = as_int(dy.shape(0), "batch size"), h = as_int(dy.shape(1) / sh, "height"),
+              w = as_int(dy.shape(2) / sw, "width"), c = as_int(dy.shape(3), "channels");
+    farray dx = new_array({n, h, w, c});
+    float* pdx = dx.mutable_data();
+    const float* pdy = dy.data();
+    without_gil([&] { cnnkit::upsampling2d_backward(pdx, pdy, n, h, w, c, sh, sw); });
+    return dx;
+}
+
+// ---------------------------------------------------------------- dense
+farray dense_forward(const farray& x, const farray& w, const std::optional<farray>& b, bool naive) {
+    require_ndim(x, 2, "x");
+    require_ndim(w, 2, "w");
+    const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
+    require(w.shape(0) == in, "w has shape " + shape_str(w) + " but x has " + std::to_string(in) + " features");
+    const int out_features = as_int(w.shape(1), "units");
+    if (b) require_shape(*b, {out_features}, "b");
+    farray y = new_array({batch, out_features});
+    float* out = y.mutable_data();
+    const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
+    without_gil([&] { (naive ? cnnkit::dense_forward_naive : cnnkit::dense_forward)(out, inp, wt, bias, batch, in, out_features); });
+    return y;
+}
+
+py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, bool naive) {
+    require_ndim(x, 2, "x");
+    require_ndim(w, 2, "w");
+    const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
+    require(w.shape(0) == in, "w has shape " + shape_str(w) + " but x has " + std::to_string(in) + " features");
+    const int out_features = as_int(w.shape(1), "units");
+    require_shape(dy, {batch, out_features}, "dy");
+    farray dx = new_array({batch, in}), dw = new_array({in, out_features}), db = new_array({out_features});
+    float *pdx = dx.mutable_data(), *pdw = dw.mutable_data(), *pdb = db.mutable_data();
+    const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
+    without_gil([&] { (naive ? cnnkit::dense_backward_naive : cnnkit::dense_backward)(pdx, pdw, pdb, pdy, inp, wt, batch, in, out_features); });
+    return py::make_tuple(dx, dw, db);
+}
+
+// ---------------------------------------------------------------- activations
+std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+template <void (*Kernel)(float*, const float*, int64_t)>
+farray elementwise(const farray& x) {
+    farray y = new_array(shape_of(x));
+    float* out = y.mutable_data();
+    const float* inp = x.data();
+    const int64_t n = x.size();
+    without_gil([&] { Kernel(out, inp, n); });
+    return y;
+}
+
+template <void (*Kernel)(float*, const float*, const float*, int64_t)>
+farray elementwise_backward(const farray& dy, const farray& y) {
+    require_shape(dy, shape_of(y), "dy");
+    farray dx = new_array(shape_of(y));
+    float* pdx = dx.mutable_data();
+    const float *pdy = dy.data(), *out = y.data();
+    const int64_t n = y.size();
+    without_gil([&] { Kernel(pdx, pdy, out, n); });
+    return dx;
+}
+
+// Softmax runs over the last axis; the leading axes are rows.
+std::pair<int64_t, int> rows_cols(const farray& a) {
+    require(a.ndim() >= 1, "softmax needs at least one axis");
+    const int cols = as_int(a.shape(a.ndim() - 1), "size of the last axis");
+    return {a.size() / cols, cols};
+}
+
+farray softmax_forward(const farray& x) {
+    const auto [rows, cols] = rows_cols(x);
+    farray y = new_array(shape_of(x));
+    float* out = y.mutable_data();
+    const float* inp = x.data();
+    without_gil([&] { cnnkit::softmax_forward(out, inp, rows, cols); });
+    return y;
+}
+
+farray softmax_backward(const farray& dy, const farray& y) {
+    require_shape(dy, shape_of(y), "dy");
+    const auto [rows, cols] = rows_cols(y);
+    farray dx = new_array(shape_of(y));
+    float* pdx = dx.mutable_data();
+    const float *pdy = dy.data(), *out = y.data();
+    without_gil([&] { cnnkit::softmax_backward(pdx, pdy, out, rows, cols); });
+    return dx;
+}
+
+// ---------------------------------------------------------------- losses
+py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray>& onehot,
+                                const std::optional<larray>& labels) {
+    require_ndim(logits, 2, "logits");
+    require(onehot.has_value() != labels.has_value(), "give exactly one of onehot and labels");
+    const int64_t batch = as_int(logits.shape(0), "batch size");
+    const int k = as_int(logits.shape(1), "classes");
+    if (onehot) require_shape(*onehot, {batch, k}, "y_true");
+    if (labels) {
+        require_shape(*labels, {batch}, "y_true");
+        const int64_t* l = labels->data();
+        for (int64_t i = 0; i < batch; ++i)
+            require(l[i] >= 0 && l[i] < k, "label " + std::to_string(l[i]) + " is outside [0, " +
+                                               std::to_string(k) + ")");
+    }
+    farray dlogits = new_array({batch, k});
+    float* pd = dlogits.mutable_data();
+    const float *pl = logits.data(), *po = onehot ? onehot->data() : nullptr;
+    const int64_t* pi = labels ? labels->data() : nullptr;
+    double loss;
+    without_gil([&] { loss = cnnkit::softmax_cross_entropy(pd, pl, po, pi, batch, k); });
+    return py::make_tuple(loss, dlogits);
+}
+
+py::tuple mean_squared_error(const farray& y_true, const farray& y_pred) {
+    require_shape(y_true, shape_of(y_pred), "y_true");
+    require(y_pred.size() > 0, "y_pred is empty");
+    farray grad = new_array(shape_of(y_pred));
+    float* pg = grad.mutable_data();
+    const float *pp = y_pred.data(), *pt = y_true.data();
+    const int64_t n = y_pred.size();
+    double loss;
+    without_gil([&] { loss = cnnkit::mean_squared_error(pg, pp, pt, n); });
+    return py::make_tuple(loss, grad);
+}
+
+py::tuple binary_crossentropy(const farray& y_true, const farray& y_pred, float eps) {
+    require_shape(y_true, shape_of(y_pred), "y_true");
+    require(y_pred.size() > 0, "y_pred is empty");
+    require(eps >= 0.0f && eps < 0.5f, "epsilon must be in [0, 0.5)");
+    farray grad = new_array(shape_of(y_pred));
+    float* pg = grad.mutable_data();
+    const float *pp = y_pred.data(), *pt = y_true.data();
+    const int64_t n = y_pred.size();
+    double loss;
+    without_gil([&] { loss = cnnkit::binary_crossentropy(pg, pp, pt, n, eps); });
+    return py::make_tuple(loss, grad);
+}
+
+// ---------------------------------------------------------------- optimizers (in place)
+void adam_update(farray param, const farray& grad, farray m, farray v, int64_t step, float lr,
+                 float beta1, float beta2, float eps) {
+    const auto shape = shape_of(param);
+    require_shape(grad, shape, "grad");
+    require_shape(m, shape, "m");
+    require_shape(v, shape, "v");
+    require_writeable(param, "param");
+    require_writeable(m, "m");
+    require_writeable(v, "v");
+    require(step >= 1, "step must be >= 1 (the 1-based number of this update)");
+    float *pp = param.mutable_data(), *pm = m.mutable_data(), *pv = v.mutable_data();
+    const float* pg = grad.data();
+    const int64_t n = param.size();
+    without_gil([&] { cnnkit::adam_update(pp, pm, pv, pg, n, lr, beta1, beta2, eps, step); });
+}
+
+void sgd_update(farray param, const farray& grad, std::optional<farray> velocity, float lr,
+                float momentum, bool nesterov) {
+    const auto shape = shape_of(param);
+    require_shape(grad, shape, "grad");
+    require_writeable(param, "param");
+    if (velocity) {
+        require_shape(*velocity, shape, "velocity");
+        require_writeable(*velocity, "velocity");
+    }
+    float *pp = param.mutable_data(), *pv = velocity ? velocity->mutable_data() : nullptr;
+    const float* pg = grad.data();
+    const int64_t n = param.size();
+    without_gil([&] { cnnkit::sgd_update(pp, pv, pg, n, lr, momentum, nesterov); });
+}
+
+void set_num_threads(int n) {
+    require(n >= 1, "the number of threads must be >= 1, got " + std::to_string(n));
+    cnnkit::set_num_threads(n);
+}
+
+void set_simd_isa(const std::string& name) {
+    if (!cnnkit::set_simd_isa(name.c_str()))
+        throw py::value_error("instruction set '" + name + "' is not available on this CPU or build "
+                              "(choose from 'generic', 'avx2', 'avx512')");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "cnnkit's C++ kernels. Use cnnkit.ops: these functions take checked, converted arguments.";
+    m.attr("__version__") = CNNKIT_VERSION;
+    const auto nc = [](const char* name) { return py::arg(name).noconvert(); };
+    const auto opt = [](const char* name) { return py::arg(name).noconvert().none(true); };
+
+    m.def("conv2d_forward", &conv2d_forward, nc("x"), nc("w"), opt("b"), "sh"_a, "sw"_a, "pt"_a,
+          "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false);
+    m.def("conv2d_backward", &conv2d_backward, nc("dy"), nc("x"), nc("w"), "sh"_a, "sw"_a, "pt"_a,
+          "pl"_a, py::arg("naive") = false);
+    m.def("maxpool2d_forward", &maxpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
+          "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false);
+    m.def("maxpool2d_backward", &maxpool2d_backward, nc("dy"), nc("x"), "kh"_a, "kw"_a, "sh"_a,
+          "sw"_a, "pt"_a, "pl"_a);
+    m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a);
+    m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a);
+    m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a);
+    m.def("dense_forward", &dense_forward, nc("x"), nc("w"), opt("b"), py::arg("naive") = false);
+    m.def("dense_backward", &dense_backward, nc("dy"), nc("x"), nc("w"), py::arg("naive") = false);
+
+    m.def("relu_forward", &elementwise<cnnkit::relu_forward>, nc("x"));
+    m.def("relu_backward", &elementwise_backward<cnnkit::relu_backward>, nc("dy"), nc("y"));
+    m.def("sigmoid_forward", &elementwise<cnnkit::sigmoid_forward>, nc("x"));
+    m.def("sigmoid_backward", &elementwise_backward<cnnkit::sigmoid_backward>, nc("dy"), nc("y"));
+    m.def("softmax_forward", &softmax_forward, nc("x"));
+    m.def("softmax_backward", &softmax_backward, nc("dy"), nc("y"));
+
+    m.def("softmax_cross_entropy", &softmax_cross_entropy, nc("logits"), opt("onehot"), opt("labels"));
+    m.def("mean_squared_error", &mean_squared_error, nc("y_true"), nc("y_pred"));
+    m.def("binary_crossentropy", &binary_crossentropy, nc("y_true"), nc("y_pred"), "epsilon"_a);
+
+    m.def("adam_update", &adam_update, nc("param"), nc("grad"), nc("m"), nc("v"), "step"_a,
+          "learning_rate"_a, "beta_1"_a, "beta_2"_a, "epsilon"_a);
+    m.def("sgd_update", &sgd_update, nc("param"), nc("grad"), opt("velocity"), "learning_rate"_a,
+          "momentum"_a, "nesterov"_a);
+
+    m.def("openmp_enabled", &cnnkit::openmp_enabled, "Whether the kernels were built with OpenMP.");
+    m.def("get_num_threads", &cnnkit::get_num_threads, "Threads the kernels use.");
+    m.def("set_num_threads", &set_num_threads, "n"_a, "Sets the threads the kernels use.");
+    m.def("simd_isa", &cnnkit::simd_isa, "The instruction set of the matrix micro-kernels.");
+    m.def("set_simd_isa", &set_simd_isa, "name"_a,
+          "Chooses the micro-kernels' instruction set: 'generic', 'avx2' or 'avx512'.");
+}

@@ -1,0 +1,104 @@
+// cnnkit.h: plain declarations of every C++ kernel, the contract between kernels and bindings.
+//
+// Conventions (after llm.c): outputs first, then inputs, then sizes; gradients carry a `d` prefix.
+// Images are NHWC float32, row-major and contiguous. Convolution weights are (KH, KW, C, OC),
+// dense weights (IN, OUT), as in Keras. Kernels trust their arguments: the bindings check shapes,
+// dtypes and sizes before calling, and nothing here throws inside an OpenMP region.
+#pragma once
+#include <cstdint>
+
+namespace cnnkit {
+
+// ---------------------------------------------------------------- convolution (conv2d.cpp)
+// Geometry of a 2-D convolution or pooling window over an NHWC batch. PT/PL are the zero rows and
+// columns added at the top and left; the bottom and right padding follow from OH and OW.
+struct Window2d {
+    int N, H, W, C;  // input batch
+    int KH, KW;      // window (kernel) size
+    int SH, SW;      // strides
+    int PT, PL;      // padding before the first row / column
+    int OH, OW;      // output size
+};
+
+// out (N,OH,OW,OC) = conv(inp (N,H,W,C), weight (KH,KW,C,OC)) + bias (OC) or no bias if null.
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const Window2d& g, int OC);
+// dinp (N,H,W,C), dweight (KH,KW,C,OC), dbias (OC) from dout (N,OH,OW,OC); any output may be null.
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, const Window2d& g, int OC);
+// Direct loops, the reference the fast versions are checked against.
+void conv2d_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
+                          const Window2d& g, int OC);
+void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
+                           const float* inp, const float* weight, const Window2d& g, int OC);
+
+// ---------------------------------------------------------------- pooling, upsampling (pool.cpp)
+// out (N,OH,OW,C) = max over each window; argmax (N,OH,OW,C) receives the winner's position
+// inside its image, h * W + w (the first maximum in row-major window order); argmax may be null.
+// Padded positions never win.
+void maxpool2d_forward(float* out, int32_t* argmax, const float* inp, const Window2d& g);
+// dinp (N,H,W,C) = 0, then each dout element is added to the input its argmax names.
+void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, const Window2d& g);
+// Nearest-neighbour upsampling: out (N,H*SH,W*SW,C) from inp (N,H,W,C); backward sums each block.
+void upsampling2d_forward(float* out, const float* inp, int N, int H, int W, int C, int SH, int SW);
+void upsampling2d_backward(float* dinp, const float* dout, int N, int H, int W, int C, int SH, int SW);
+
+// ---------------------------------------------------------------- dense (dense.cpp)
+// out (B,OUT) = inp (B,IN) @ weight (IN,OUT) + bias (OUT) or no bias if null.
+void dense_forward(float* out, const float* inp, const float* weight, const float* bias,
+                   int B, int IN, int OUT);
+// dinp (B,IN), dweight (IN,OUT), dbias (OUT) from dout (B,OUT); any output may be null.
+void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                    const float* inp, const float* weight, int B, int IN, int OUT);
+void dense_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
+                         int B, int IN, int OUT);
+void dense_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int B, int IN, int OUT);
+
+// ---------------------------------------------------------------- activations (activation.cpp)
+// Elementwise over n values; backward takes the forward *output* y (as a fused layer keeps it).
+void relu_forward(float* out, const float* inp, int64_t n);
+void relu_backward(float* dinp, const float* dout, const float* out, int64_t n);
+void sigmoid_forward(float* out, const float* inp, int64_t n);
+void sigmoid_backward(float* dinp, const float* dout, const float* out, int64_t n);
+// Softmax over the last axis of (rows, cols); numerically stable (max subtracted).
+void softmax_forward(float* out, const float* inp, int64_t rows, int cols);
+void softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows, int cols);
+
+// ---------------------------------------------------------------- losses (loss.cpp)
+// Each returns the mean loss over the batch and writes its gradient with respect to the
+// prediction (already divided by the batch size, so it feeds the backward pass directly).
+// Softmax cross-entropy from logits (B,K): labels one-hot (B,K) in `onehot`, or class indices in
+// `labels` (B); exactly one of the two is non-null. dlogits = (softmax - y) / B.
+double softmax_cross_entropy(float* dlogits, const float* logits, const float* onehot,
+                             const int64_t* labels, int64_t B, int K);
+// Mean squared error over all n values (Keras: mean over the last axis, then over the batch).
+double mean_squared_error(float* dpred, const float* pred, const float* target, int64_t n);
+// Binary cross-entropy on probabilities clipped to [eps, 1 - eps] as Keras does; the gradient is
+// zero where the clip is active. Mean over all n values.
+double binary_crossentropy(float* dpred, const float* pred, const float* target, int64_t n,
+                           float eps);
+
+// ---------------------------------------------------------------- optimizers (optimizer.cpp)
+// Keras' Adam, in place. step is the 1-based number of this update.
+void adam_update(float* param, float* m, float* v, const float* grad, int64_t n, float lr,
+                 float beta1, float beta2, float eps, int64_t step);
+// Keras' SGD: plain when velocity is null, else momentum (optionally Nesterov), in place.
+void sgd_update(float* param, float* velocity, const float* grad, int64_t n, float lr,
+                float momentum, bool nesterov);
+
+// ---------------------------------------------------------------- runtime (runtime.cpp)
+bool openmp_enabled();
+int get_num_threads();
+void set_num_threads(int n);
+// Makes the calling OS thread use the count set_num_threads chose: OpenMP keeps it per thread,
+// and Python may call the kernels from any thread. The bindings call it before every kernel.
+void adopt_num_threads();
+
+// The instruction set the matrix micro-kernels use (gemm.cpp): "avx512", "avx2" or "generic".
+// Chosen at load time from the CPU (and the CNNKIT_ISA environment variable, which may only lower
+// it); set_simd_isa returns false, changing nothing, for a name this CPU or build cannot run.
+const char* simd_isa();
+bool set_simd_isa(const char* name);
+
+}  // namespace cnnkit

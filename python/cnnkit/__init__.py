@@ -1,0 +1,15 @@
+"""cnnkit: convolutional networks on the CPU, with Keras' interface, on OpenMP-parallel C++ kernels.
+
+`cnnkit.ops` is the functional layer over the kernels (NHWC float32 images, Keras' weight shapes);
+`cnnkit.reference` offers the same functions in plain NumPy, the yardstick for tests and benchmarks.
+"""
+
+__version__ = "0.1.0"
+
+from . import _core, ops, reference
+
+openmp_enabled = _core.openmp_enabled
+get_num_threads = _core.get_num_threads
+set_num_threads = _core.set_num_threads
+
+__all__ = ["__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads"]
