@@ -8,15 +8,22 @@ median over the repetitions. GFLOP/s counts 2 flops per multiply-add of the conv
 dense layers (backward: the input and weight gradients).
 """
 
-import argparse
-import platform
-import statistics
-import time
+import os
 
-import numpy as np
+# OpenBLAS's idle threads spin for about 2^28 cycles (a tenth of a second) after each NumPy
+# matmul; on a 2-core machine they would take the cores from the cnnkit kernel timed next.
+# A short spin (2^4 cycles) lets the contenders alternate fairly. It must be set before NumPy loads.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import cnnkit
-from cnnkit import _core, ops, reference
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import cnnkit  # noqa: E402
+from cnnkit import _core, ops, reference  # noqa: E402
 
 
 def median_times(contenders, repeats):

@@ -3,27 +3,13 @@ it: every bad input raises the right exception type, with a message that starts 
 function's name and names the argument. cnnkit.ops shares these checks.
 """
 import contextlib
-import importlib
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
+from cnnkit import _args as A
+from cnnkit import reference as R
 
-def _load(module):
-    package = "_cnnkit_pure"  # as in test_reference_gradients: no compiled extension needed
-    if package not in sys.modules:
-        root = pathlib.Path(__file__).resolve().parents[1] / "python" / "cnnkit"
-        spec = importlib.util.spec_from_file_location(
-            package, root / "__init__.py", submodule_search_locations=[str(root)])
-        sys.modules[package] = importlib.util.module_from_spec(spec)  # __init__ is not run
-    return importlib.import_module(f"{package}.{module}")
-
-
-A = _load("_args")
-R = _load("reference")
 
 X = np.zeros((2, 6, 6, 3), np.float32)
 W = np.zeros((3, 3, 3, 8), np.float32)

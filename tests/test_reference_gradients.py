@@ -1,31 +1,14 @@
 """The NumPy reference (cnnkit.reference) checked on its own: every backward pass against central
-finite differences in float64, plus a few cases worked out by hand.
-
-The reference is the yardstick for the C++ kernels, so it is tested without them: the modules
-are loaded straight from python/cnnkit, without the package's __init__ (which needs the built
-extension).
+finite differences in float64, plus a few cases worked out by hand. The reference is the
+yardstick for the C++ kernels, so nothing here calls them.
 """
-import importlib
-import importlib.util
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
+from cnnkit import reference as R
 
-def _load(module):
-    package = "_cnnkit_pure"  # a private name, so that the real `cnnkit` stays untouched
-    if package not in sys.modules:
-        root = pathlib.Path(__file__).resolve().parents[1] / "python" / "cnnkit"
-        spec = importlib.util.spec_from_file_location(
-            package, root / "__init__.py", submodule_search_locations=[str(root)])
-        sys.modules[package] = importlib.util.module_from_spec(spec)  # __init__ is not run
-    return importlib.import_module(f"{package}.{module}")
-
-
-R = _load("reference")
 rng = np.random.default_rng(1234)
 
 

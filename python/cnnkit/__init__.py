@@ -7,9 +7,14 @@
 __version__ = "0.1.0"
 
 from . import _core, ops, reference
+from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, utils
 
 openmp_enabled = _core.openmp_enabled
 get_num_threads = _core.get_num_threads
 set_num_threads = _core.set_num_threads
 
-__all__ = ["__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads",
+    "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
+    "optimizers", "utils",
+]

@@ -1,0 +1,6 @@
+"""`python -m cnnkit COMMAND ...`: see cnnkit.cli."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,9 @@
+"""Built-in data sets, loaded in Keras' format (`cnnkit.datasets.cifar10.load_data()`).
+
+Each loader looks for its files in the folder you pass, then in $CNNKIT_DATA, then in the cache
+~/.cnnkit/datasets, and only then downloads them (with a checksum) into the cache.
+"""
+from . import cifar10
+from ._errors import DatasetNotFoundError
+
+__all__ = ["cifar10", "DatasetNotFoundError"]

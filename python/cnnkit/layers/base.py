@@ -1,0 +1,227 @@
+"""Layer: the base of every cnnkit layer, with Keras' surface (names, build, call, weights,
+configs) and a forward/backward pair for training.
+
+A layer's contract:
+  build(input_shape)       makes the weights; shapes include the batch axis as None.
+  forward(x, training)     x is C-contiguous float32 (the model guarantees it); keeps what
+                           backward needs and returns the output.
+  backward(dy)             returns dx and sets self.grads, aligned with self.weights.
+  compute_output_shape(s)  the output shape for input shape s (None for unknown sizes).
+layer(x, training=False) checks and converts x, builds on first use, and runs forward.
+"""
+import re
+
+import numpy as np
+
+__all__ = ["Layer", "shape_str"]
+
+_REGISTRY = {}   # class name -> class, for from_config; every subclass registers itself
+_NAME_COUNTS = {}
+
+
+def _snake_case(name):
+    name = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base):
+    """'conv2d', then 'conv2d_1', 'conv2d_2', ... as Keras names layers."""
+    count = _NAME_COUNTS.get(base, 0)
+    _NAME_COUNTS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def get_layer_class(class_name, custom_objects=None):
+    cls = (custom_objects or {}).get(class_name) or _REGISTRY.get(class_name)
+    if cls is None:
+        raise ValueError(f"Unknown layer class {class_name!r}; pass it in custom_objects")
+    return cls
+
+
+class Layer:
+    # Input rank the layer accepts (checked on build and on direct calls); None: any.
+    input_ndim = None
+    input_min_ndim = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                            f"{kwargs}")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"{type(self).__name__}: cnnkit computes in float32, got dtype={dtype!r}")
+        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self.trainable = bool(trainable)
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        if input_shape is not None and batch_input_shape is None:
+            batch_input_shape = (batch_size,) + tuple(input_shape)
+        # Keras' input_shape= on a first layer: the model starts from this shape.
+        self._batch_input_shape = None if batch_input_shape is None else tuple(batch_input_shape)
+        self.built = False
+        self.input_shape = self.output_shape = None
+        self._weights = []
+
+    # ------------------------------------------------------------ building
+    def build(self, input_shape):
+        """Makes the weights for this input shape (batch axis included). Subclasses call
+        super().build(input_shape) last."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _build_checked(self, input_shape):
+        """build(), after the rank check, so that any mismatch names this layer."""
+        input_shape = tuple(None if s is None else int(s) for s in input_shape)
+        self._check_rank(input_shape)
+        self.build(input_shape)
+
+    def _check_rank(self, shape):
+        ndim = len(shape)
+        if self.input_ndim is not None and ndim != self.input_ndim:
+            self._incompatible(f"expected ndim={self.input_ndim}, found ndim={ndim}", shape)
+        if self.input_min_ndim is not None and ndim < self.input_min_ndim:
+            self._incompatible(f"expected min_ndim={self.input_min_ndim}, found ndim={ndim}", shape)
+
+    def _incompatible(self, what, shape):
+        raise ValueError(f'Input 0 of layer "{self.name}" ({type(self).__name__}) is incompatible '
+                         f"with the layer: {what}. Full shape received: {shape_str(shape)}")
+
+    def _check_input(self, shape):
+        """A built layer called again: same rank, and the sizes its weights depend on."""
+        self._check_rank(shape)
+        built = self.input_shape
+        if self.weights and built is not None:
+            if len(shape) != len(built) or any(b is not None and s != b
+                                               for s, b in zip(shape[1:], built[1:])):
+                self._incompatible(f"expected shape={shape_str(built)}, found "
+                                   f"shape={shape_str(shape)}", shape)
+
+    def add_weight(self, shape, initializer):
+        weight = initializer(shape)
+        self._weights.append(weight)
+        return weight
+
+    # ------------------------------------------------------------ running
+    def __call__(self, x, training=False):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f'Layer "{self.name}" expects a numeric array, got dtype {x.dtype}')
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not self.built:
+            self._build_checked((None,) + x.shape[1:])
+        else:
+            self._check_input(x.shape)
+        return self.forward(x, training=bool(training))
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # A layer ending in an activation (Dense, Conv2D, Activation, a Sequential) names it here,
+    # so that a model can fuse softmax with cross-entropy: it then reads `logits` (the values
+    # before the activation) after forward and calls backward_from_logits(dlogits).
+    output_activation = None
+
+    # ------------------------------------------------------------ weights
+    grads = ()  # set by backward, aligned with weights
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @property
+    def trainable_weights(self):
+        return list(self.weights) if self.trainable else []
+
+    def _trainable_grads(self):
+        return list(self.grads) if self.trainable and self.weights else []
+
+    @property
+    def non_trainable_weights(self):
+        return [] if self.trainable else list(self.weights)
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Copies into the existing arrays (in place: the optimizer's references stay valid)."""
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(f'Layer "{self.name}" expects {len(self.weights)} weights, but '
+                             f"received {len(weights)}")
+        for i, (own, new) in enumerate(zip(self.weights, weights)):
+            new = np.asarray(new)
+            if new.shape != own.shape:
+                raise ValueError(f'Layer "{self.name}" weight {i} has shape {shape_str(own.shape)}, '
+                                 f"but the received value has shape {shape_str(new.shape)}")
+        for own, new in zip(self.weights, weights):
+            np.copyto(own, np.asarray(new, dtype=np.float32))
+
+    def count_params(self):
+        return int(sum(w.size for w in self.weights))
+
+    # State beyond the weights that a saved model must restore (e.g. a dropout generator).
+    def get_state(self):
+        return {}
+
+    def set_state(self, state):
+        pass
+
+    # ------------------------------------------------------------ configs
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("batch_input_shape") is not None:
+            config["batch_input_shape"] = tuple(config["batch_input_shape"])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class ActivationMixin:
+    """The fused activation of Dense and Conv2D: run after the layer's kernel on the way
+    forward, its backward before the kernel's backward. Softmax also keeps its input, the
+    logits, for a fused cross-entropy."""
+
+    def _set_activation(self, activation):
+        from .. import activations
+        self.activation = activations.serialize(activation)
+        self._act = activations.kernels(self.activation)
+        self.logits = None
+
+    @property
+    def output_activation(self):
+        return self.activation
+
+    def _activate(self, z):
+        if self._act is None:
+            self._y = z
+            return z
+        if self.activation == "softmax":
+            self.logits = z
+        self._y = self._act[0](z)
+        return self._y
+
+    def _deactivate(self, dy):
+        return dy if self._act is None else self._act[1](dy, self._y)

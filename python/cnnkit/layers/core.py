@@ -1,0 +1,96 @@
+"""Input, Dense and Activation."""
+import numpy as np
+
+from .. import _core, initializers
+from .base import ActivationMixin, Layer
+
+__all__ = ["InputLayer", "Input", "Dense", "Activation"]
+
+
+class InputLayer(Layer):
+    """Declares a model's input shape; passes its input through."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, batch_shape=None, **kwargs):
+        if batch_shape is None and shape is None and "batch_input_shape" not in kwargs:
+            raise ValueError("InputLayer needs shape= (without the batch axis) or batch_shape=")
+        if batch_shape is None and shape is not None:
+            batch_shape = (batch_size,) + tuple(shape)
+        kwargs.setdefault("batch_input_shape", batch_shape)
+        super().__init__(name=name, **kwargs)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+def Input(shape=None, batch_size=None, name=None, batch_shape=None):
+    """Keras' Input(shape): here the InputLayer itself, to start a Sequential with."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name, batch_shape=batch_shape)
+
+
+class Dense(ActivationMixin, Layer):
+    """y = activation(x @ kernel + bias) on the last axis; kernel (in, units)."""
+    input_min_ndim = 2
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
+        self.units, self.use_bias = int(units), bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self._set_activation(activation)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None:
+            self._incompatible("the last axis (the features) must be known", input_shape)
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer)
+        self.bias = self.add_weight((self.units,), self.bias_initializer) if self.use_bias else None
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=False):
+        # More than 2-D: the kernel applies to the last axis (a reshape, no copy).
+        self._x = x.reshape(-1, x.shape[-1])
+        z = _core.dense_forward(self._x, self.kernel, self.bias)
+        return self._activate(z.reshape(x.shape[:-1] + (self.units,)))
+
+    def backward(self, dy):
+        return self.backward_from_logits(self._deactivate(dy))
+
+    def backward_from_logits(self, dz):
+        dx, dw, db = _core.dense_backward(dz.reshape(-1, self.units), self._x, self.kernel)
+        self.grads = [dw, db] if self.use_bias else [dw]
+        return dx.reshape(dz.shape[:-1] + (dx.shape[-1],))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class Activation(ActivationMixin, Layer):
+    """An activation as a layer of its own: Activation('relu')."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self._set_activation(activation)
+
+    def forward(self, x, training=False):
+        return self._activate(x)
+
+    def backward(self, dy):
+        return self._deactivate(dy)
+
+    def backward_from_logits(self, dz):
+        return dz
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+

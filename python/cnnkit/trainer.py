@@ -1,0 +1,278 @@
+"""The training loop of a model, as Keras' Trainer: compile, fit, evaluate, predict and the
+*_on_batch functions.
+
+Data are converted once per call (x to C-contiguous float32, y by the loss), never per batch;
+batches are then slices or index gathers of those arrays, which the layers trust. Shuffling uses
+the model's own generator (seeded from the global one, saved with the model), so a resumed fit
+shuffles exactly as an uninterrupted one.
+"""
+import math
+
+import numpy as np
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from . import optimizers, utils
+from .callbacks import CallbackList
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    def _init_trainer(self):
+        self.optimizer = self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._metric_ids = []
+        self._metrics = None  # made on first use, when the output shape is known
+        self._loss_tracker = metrics_module.Mean("loss")
+        self._shuffler = None
+
+    # ------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                run_eagerly=False, jit_compile="auto", steps_per_execution=1, **kwargs):
+        if kwargs:
+            raise TypeError(f"compile() got unexpected keyword arguments {sorted(kwargs)}")
+        if loss_weights is not None:
+            raise ValueError("compile: loss_weights applies to models with several outputs; a "
+                             "Sequential has one")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = None if loss is None else losses_module.get(loss)
+        self._metric_ids = list(metrics or [])
+        self._metrics = None
+        self.compiled = True
+
+    def _require(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must call compile() before using the model in {what}().")
+        if self.loss is None:
+            raise ValueError(f"{what}(): the model was compiled without a loss; pass loss= to "
+                             "compile()")
+
+    @property
+    def metrics(self):
+        return [self._loss_tracker] + list(self._metrics or [])
+
+    @property
+    def metrics_names(self):
+        return [m.name for m in self.metrics]
+
+    def _build_metrics(self):
+        if self._metrics is None:
+            self._metrics = [metrics_module.get(m, self.loss, self.output_shape)
+                             for m in self._metric_ids]
+            # Softmax fused with cross-entropy: the loss then reads the last layer's logits.
+            self._fused = self.loss.fuses_softmax and self.output_activation == "softmax"
+
+    def _reset_metrics(self):
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _logs(self):
+        return {m.name: float(m.result()) for m in self.metrics}
+
+    # ------------------------------------------------------------ data
+    def _prepare_x(self, x):
+        """x as C-contiguous float32 (one conversion); builds the model on first use."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f'Model "{self.name}" expects a numeric array x, got dtype {x.dtype}')
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f'Model "{self.name}": x is empty (shape {x.shape})')
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        else:
+            self._check_input((None,) + x.shape[1:])
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _prepare(self, x, y):
+        x = self._prepare_x(x)
+        if y is None:
+            raise ValueError("y is required to train or evaluate a model")
+        self._build_metrics()
+        y = self.loss.prepare_targets(y, self.output_shape)
+        if len(y) != len(x):
+            raise ValueError(f"x and y must hold the same number of samples, got {len(x)} and "
+                             f"{len(y)}")
+        return x, y
+
+    def _shuffle_generator(self):
+        if self._shuffler is None:
+            self._shuffler = utils.spawn_generator()
+        return self._shuffler
+
+    def _shuffle_state(self):
+        return None if self._shuffler is None else self._shuffler.bit_generator.state
+
+    def _set_shuffle_state(self, state):
+        if state is not None:
+            self._shuffler = np.random.default_rng()
+            self._shuffler.bit_generator.state = state
+
+    # ------------------------------------------------------------ one batch
+    def _loss_and_backward(self, y, out):
+        if self._fused:
+            loss, dlogits = self.loss.from_logits_value_and_grad(y, self.logits)
+            self.backward_from_logits(dlogits)
+        else:
+            loss, dout = self.loss.value_and_grad(y, out)
+            self.backward(dout)
+        return loss
+
+    def _batch_loss(self, y, out):
+        if self._fused:
+            return self.loss.from_logits_value_and_grad(y, self.logits)[0]
+        return self.loss.value_and_grad(y, out)[0]
+
+    def _update_metrics(self, loss, y, out):
+        self._loss_tracker.update_state(loss, len(y))
+        for metric in self._metrics:
+            metric.update_state(y, out)
+
+    def _train_batch(self, x, y):
+        out = self.forward(x, training=True)
+        loss = self._loss_and_backward(y, out)
+        self.optimizer.apply(self._trainable_grads(), self.trainable_weights)
+        self._update_metrics(loss, y, out)
+
+    def _test_batch(self, x, y):
+        out = self.forward(x, training=False)
+        self._update_metrics(self._batch_loss(y, out), y, out)
+
+    # ------------------------------------------------------------ fit
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains for epochs - initial_epoch epochs; returns a History whose .history holds
+        loss, the metrics, and val_ ones with validation data, a value per epoch."""
+        self._require("fit")
+        if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
+            raise ValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
+        if shuffle not in (True, False):
+            raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
+        verbose = 1 if verbose == "auto" else verbose
+        batch_size = batch_size or 32
+        x, y = self._prepare(x, y)
+        val = None
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+            val = self._prepare(*validation_data)
+        elif validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
+            split = int(len(x) * (1 - validation_split))  # Keras: the last samples, unshuffled
+            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=steps, in_fit=True)
+        self.stop_training = False
+        generator = self._shuffle_generator()
+        cbs.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            order = generator.permutation(n) if shuffle else None
+            for step in range(steps):
+                cbs.on_train_batch_begin(step)
+                batch = slice(step * batch_size, (step + 1) * batch_size)
+                if order is not None:
+                    batch = order[batch]
+                self._train_batch(x[batch], y[batch])
+                logs = self._logs()
+                cbs.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate(*val, validation_batch_size or batch_size, cbs)
+                logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return cbs.history
+
+    # ------------------------------------------------------------ evaluate and predict
+    def _evaluate(self, x, y, batch_size, cbs):
+        self._reset_metrics()
+        steps = math.ceil(len(x) / batch_size)
+        cbs.on_test_begin()
+        logs = {}
+        for step in range(steps):
+            cbs.on_test_batch_begin(step)
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            self._test_batch(x[batch], y[batch])
+            logs = self._logs()
+            cbs.on_test_batch_end(step, logs)
+        cbs.on_test_end(logs)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict."""
+        self._require("evaluate")
+        if sample_weight is not None or steps is not None:
+            raise ValueError("evaluate: sample_weight and steps are not supported")
+        verbose = 1 if verbose == "auto" else verbose
+        batch_size = batch_size or 32
+        x, y = self._prepare(x, y)
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=math.ceil(len(x) / batch_size))
+        logs = self._evaluate(x, y, batch_size, cbs)
+        return self._returned(logs, return_dict)
+
+    def _returned(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = [logs[name] for name in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        """The model's outputs for x, computed batch by batch (training=False)."""
+        if steps is not None:
+            raise ValueError("predict: steps is not supported")
+        verbose = 1 if verbose == "auto" else verbose
+        batch_size = batch_size or 32
+        x = self._prepare_x(x)
+        steps = math.ceil(len(x) / batch_size)
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=steps)
+        cbs.on_predict_begin()
+        outputs = None
+        for step in range(steps):
+            cbs.on_predict_batch_begin(step)
+            start = step * batch_size
+            out = self.forward(x[start:start + batch_size], training=False)
+            if outputs is None:  # allocated once the first batch shows the output's shape
+                outputs = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
+            outputs[start:start + len(out)] = out
+            cbs.on_predict_batch_end(step, {"outputs": out})
+        cbs.on_predict_end()
+        return outputs
+
+    # ------------------------------------------------------------ single batches
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on this batch; returns its loss (and metrics), as Keras."""
+        self._require("train_on_batch")
+        if sample_weight is not None or class_weight is not None:
+            raise ValueError("train_on_batch: sample_weight and class_weight are not supported")
+        x, y = self._prepare(x, y)
+        self._reset_metrics()
+        self._train_batch(x, y)
+        return self._returned(self._logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require("test_on_batch")
+        if sample_weight is not None:
+            raise ValueError("test_on_batch: sample_weight is not supported")
+        x, y = self._prepare(x, y)
+        self._reset_metrics()
+        self._test_batch(x, y)
+        return self._returned(self._logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        return self.forward(self._prepare_x(x), training=False)
