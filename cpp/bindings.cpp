@@ -114,8 +114,10 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
     return y;
 }
 
+// need_dx=false skips the input gradient (returned as None): a model's first layer has no use
+// for it, and for a 3-channel input it costs as much as the weight gradient.
 py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, int sh, int sw,
-                          int pt, int pl, bool naive) {
+                          int pt, int pl, bool naive, bool need_dx) {
     require_ndim(w, 4, "w");
     require_ndim(dy, 4, "dy");
     const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
@@ -124,13 +126,13 @@ py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, in
                                    std::to_string(g.C));
     const int oc = as_int(w.shape(3), "filters");
     require_shape(dy, {g.N, g.OH, g.OW, oc}, "dy");
-    farray dx = new_array({g.N, g.H, g.W, g.C});
+    farray dx = new_array({need_dx ? g.N : 0, g.H, g.W, g.C});
     farray dw = new_array({g.KH, g.KW, g.C, oc});
     farray db = new_array({oc});
-    float *pdx = dx.mutable_data(), *pdw = dw.mutable_data(), *pdb = db.mutable_data();
+    float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
     const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
     without_gil([&] { (naive ? cnnkit::conv2d_backward_naive : cnnkit::conv2d_backward)(pdx, pdw, pdb, pdy, inp, wt, g, oc); });
-    return py::make_tuple(dx, dw, db);
+    return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
 }
 
 // ---------------------------------------------------------------- pooling and upsampling
@@ -229,18 +231,18 @@ farray dense_forward(const farray& x, const farray& w, const std::optional<farra
     return y;
 }
 
-py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, bool naive) {
+py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, bool naive, bool need_dx) {
     require_ndim(x, 2, "x");
     require_ndim(w, 2, "w");
     const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
     require(w.shape(0) == in, "w has shape " + shape_str(w) + " but x has " + std::to_string(in) + " features");
     const int out_features = as_int(w.shape(1), "units");
     require_shape(dy, {batch, out_features}, "dy");
-    farray dx = new_array({batch, in}), dw = new_array({in, out_features}), db = new_array({out_features});
-    float *pdx = dx.mutable_data(), *pdw = dw.mutable_data(), *pdb = db.mutable_data();
+    farray dx = new_array({need_dx ? batch : 0, in}), dw = new_array({in, out_features}), db = new_array({out_features});
+    float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
     const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
     without_gil([&] { (naive ? cnnkit::dense_backward_naive : cnnkit::dense_backward)(pdx, pdw, pdb, pdy, inp, wt, batch, in, out_features); });
-    return py::make_tuple(dx, dw, db);
+    return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
 }
 
 // ---------------------------------------------------------------- activations
@@ -396,7 +398,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("conv2d_forward", &conv2d_forward, nc("x"), nc("w"), opt("b"), "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false);
     m.def("conv2d_backward", &conv2d_backward, nc("dy"), nc("x"), nc("w"), "sh"_a, "sw"_a, "pt"_a,
-          "pl"_a, py::arg("naive") = false);
+          "pl"_a, py::arg("naive") = false, py::arg("need_dx") = true);
     m.def("maxpool2d_forward", &maxpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false);
     m.def("maxpool2d_backward", &maxpool2d_backward, nc("dy"), nc("x"), "kh"_a, "kw"_a, "sh"_a,
@@ -405,7 +407,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a);
     m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a);
     m.def("dense_forward", &dense_forward, nc("x"), nc("w"), opt("b"), py::arg("naive") = false);
-    m.def("dense_backward", &dense_backward, nc("dy"), nc("x"), nc("w"), py::arg("naive") = false);
+    m.def("dense_backward", &dense_backward, nc("dy"), nc("x"), nc("w"), py::arg("naive") = false,
+          py::arg("need_dx") = true);
 
     m.def("relu_forward", &elementwise<cnnkit::relu_forward>, nc("x"));
     m.def("relu_backward", &elementwise_backward<cnnkit::relu_backward>, nc("dy"), nc("y"));

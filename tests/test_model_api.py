@@ -423,3 +423,19 @@ def test_losses_by_name_and_object_agree_with_keras_formulas():
     assert losses.get("mean_squared_error").name == "mean_squared_error"
     with pytest.raises(ValueError, match="Unknown loss"):
         losses.get("hinge2")
+
+
+def test_training_skips_only_the_input_gradient_of_the_outermost_first_layer():
+    from cnnkit.layers import Conv2D, Dense, Flatten
+    from cnnkit.models import Sequential
+
+    inner = Sequential([Conv2D(2, 3, input_shape=(6, 6, 1)), Flatten()])
+    head = Sequential([Dense(3), Dense(2, activation="softmax")])
+    model = Sequential([inner, head])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((4, 6, 6, 1)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(x, np.eye(2, dtype=np.float32)[[0, 1, 0, 1]])
+    assert not inner.layers[0].input_grad_needed
+    assert inner.layers[1].input_grad_needed and head.layers[0].input_grad_needed
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

@@ -88,6 +88,15 @@ class Sequential(Trainer, Layer):
             x = layer.forward(x, training)
         return x
 
+    def _set_input_grad_needed(self, needed):
+        """Only the first layer's input gradient can go unread: that of the whole model."""
+        self.input_grad_needed = needed
+        for i, layer in enumerate(self._layers):
+            if isinstance(layer, Sequential):
+                layer._set_input_grad_needed(needed or i > 0)
+            else:
+                layer.input_grad_needed = needed or i > 0
+
     def backward(self, dy):
         for layer in reversed(self._layers):
             dy = layer.backward(dy)

@@ -131,6 +131,7 @@ class Trainer:
             metric.update_state(y, out)
 
     def _train_batch(self, x, y):
+        self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
         out = self.forward(x, training=True)
         loss = self._loss_and_backward(y, out)
         self.optimizer.apply(self._trainable_grads(), self.trainable_weights)

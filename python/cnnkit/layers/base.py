@@ -136,6 +136,10 @@ class Layer:
     # before the activation) after forward and calls backward_from_logits(dlogits).
     output_activation = None
 
+    # False when nothing reads the gradient backward returns (the first layer of the model being
+    # trained): a layer may then skip computing it and return None. Set by Sequential.
+    input_grad_needed = True
+
     # ------------------------------------------------------------ weights
     grads = ()  # set by backward, aligned with weights
 

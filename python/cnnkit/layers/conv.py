@@ -73,7 +73,8 @@ class Conv2D(ActivationMixin, Layer):
 
     def backward_from_logits(self, dz):
         g = self._window(self._x.shape)
-        dx, dw, db = _core.conv2d_backward(dz, self._x, self.kernel, g.SH, g.SW, g.PT, g.PL)
+        dx, dw, db = _core.conv2d_backward(dz, self._x, self.kernel, g.SH, g.SW, g.PT, g.PL,
+                                           need_dx=self.input_grad_needed)
         self.grads = [dw, db] if self.use_bias else [dw]
         return dx
 

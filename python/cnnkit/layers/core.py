@@ -64,9 +64,10 @@ class Dense(ActivationMixin, Layer):
         return self.backward_from_logits(self._deactivate(dy))
 
     def backward_from_logits(self, dz):
-        dx, dw, db = _core.dense_backward(dz.reshape(-1, self.units), self._x, self.kernel)
+        dx, dw, db = _core.dense_backward(dz.reshape(-1, self.units), self._x, self.kernel,
+                                          need_dx=self.input_grad_needed)
         self.grads = [dw, db] if self.use_bias else [dw]
-        return dx.reshape(dz.shape[:-1] + (dx.shape[-1],))
+        return None if dx is None else dx.reshape(dz.shape[:-1] + (dx.shape[-1],))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
