@@ -237,7 +237,7 @@ def test_input_gradient_matches_finite_differences():
     x = randn(3, 6, 6, 2)
     y = np.eye(4, dtype=np.float32)[[0, 2, 3]]
     model._prepare(x, y)
-    out = model.forward(x, training=True)
+    model.forward(x, training=True)
     dlogits = model.loss.from_logits_value_and_grad(y, model.logits)[1]
     dx = model.backward_from_logits(dlogits)
     for flat in rng.choice(x.size, 8, replace=False):

@@ -32,15 +32,10 @@ def small_cnn(dropout=False, classes=3):
 
 
 def cifar_model():
-    model = Sequential()
-    model.add(Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)))
-    model.add(MaxPooling2D((2, 2)))
-    model.add(Conv2D(64, (3, 3), activation="relu"))
-    model.add(MaxPooling2D((2, 2)))
-    model.add(Flatten())
-    model.add(Dense(128, activation="relu"))
-    model.add(Dense(10, activation="softmax"))
-    return model
+    """The model that train-cifar10 trains: checked here against Keras' parameter counts."""
+    from cnnkit.cli.train_cifar10 import classic_cnn
+
+    return classic_cnn()
 
 
 @pytest.fixture

@@ -17,13 +17,12 @@ images above their reconstructions, with a small PNG writer of its own (zlib, no
 """
 import math
 import struct
-import sys
 import zlib
 
 import numpy as np
 
 from cnnkit.callbacks import Callback, ProgbarLogger
-from cnnkit.cli.train_cifar10 import EpochTimer, _positive, prepared_data
+from cnnkit.cli.train_cifar10 import EpochTimer, _positive, prepare_run
 
 DEFAULT_SAVE = "cifar10_autoencoder.cnnkit"
 SAMPLES = 10     # images in the --samples grid
@@ -59,19 +58,12 @@ def add_parser(subparsers):
 
 def run(args, parser):
     import cnnkit
-    from cnnkit.datasets import DatasetNotFoundError
     from cnnkit.models import conv_autoencoder
-    from cnnkit.utils import set_random_seed
 
-    if args.threads:
-        cnnkit.set_num_threads(args.threads)
-    if args.seed is not None:
-        set_random_seed(args.seed)
-    try:
-        (x_train, _), (x_test, _) = prepared_data(args.data, args.limit)
-    except (DatasetNotFoundError, ValueError) as error:  # not found / damaged: the message says it all
-        print(f"error: {error}", file=sys.stderr)
+    data = prepare_run(args)
+    if data is None:
         return 1
+    (x_train, _), (x_test, _) = data
     say = print if args.verbose else (lambda *a, **k: None)
     say(f"CIFAR-10: {len(x_train)} training and {len(x_test)} test images; code size "
         f"{args.code_size}; {cnnkit.get_num_threads()} thread(s)")

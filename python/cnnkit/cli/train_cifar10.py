@@ -92,6 +92,25 @@ def prepared_data(data_dir=None, limit=None):
             (scaled(x_test), to_categorical(y_test, cifar10.NUM_CLASSES)))
 
 
+def prepare_run(args):
+    """What every training command does first: threads, seed, and CIFAR-10 as float32 in [0, 1].
+    Returns ((x_train, y_train), (x_test, y_test)), or None after printing why the data could
+    not be read (not found or damaged: the loader's message says it all)."""
+    import cnnkit
+    from cnnkit.datasets import DatasetNotFoundError
+    from cnnkit.utils import set_random_seed
+
+    if args.threads:
+        cnnkit.set_num_threads(args.threads)
+    if args.seed is not None:
+        set_random_seed(args.seed)
+    try:
+        return prepared_data(args.data, args.limit)
+    except (DatasetNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
 def run(args, parser):
     from cnnkit.cli import plots
 
@@ -101,18 +120,12 @@ def run(args, parser):
             parser.error(problem)
 
     import cnnkit
-    from cnnkit.datasets import DatasetNotFoundError, cifar10
-    from cnnkit.utils import set_random_seed
+    from cnnkit.datasets import cifar10
 
-    if args.threads:
-        cnnkit.set_num_threads(args.threads)
-    if args.seed is not None:
-        set_random_seed(args.seed)
-    try:
-        (x_train, y_train), (x_test, y_test) = prepared_data(args.data, args.limit)
-    except (DatasetNotFoundError, ValueError) as error:  # not found / damaged: the message says it all
-        print(f"error: {error}", file=sys.stderr)
+    data = prepare_run(args)
+    if data is None:
         return 1
+    (x_train, y_train), (x_test, y_test) = data
     say = print if args.verbose else (lambda *a, **k: None)
     say(f"CIFAR-10: {len(x_train)} training and {len(x_test)} test images; "
         f"{cnnkit.get_num_threads()} thread(s)")
