@@ -8,8 +8,6 @@ the forward *output* y. Losses take (y_true, y_pred) in Keras' order and return
 (mean loss, gradient with respect to y_pred).
 """
 
-import numpy as np
-
 from . import _args, _core
 
 __all__ = [
