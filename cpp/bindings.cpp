@@ -99,7 +99,7 @@ void without_gil(Kernel&& kernel) {
 
 // ---------------------------------------------------------------- convolution
 farray conv2d_forward(const farray& x, const farray& w, const std::optional<farray>& b, int sh,
-                      int sw, int pt, int pl, int oh, int ow, bool naive) {
+                      int sw, int pt, int pl, int oh, int ow, bool naive, bool relu) {
     require_ndim(w, 4, "w");
     const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
                           sh, sw, pt, pl, oh, ow);
@@ -110,7 +110,7 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
     farray y = new_array({g.N, oh, ow, oc});
     float* out = y.mutable_data();
     const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
-    without_gil([&] { (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc); });
+    without_gil([&] { (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc, relu); });
     return y;
 }
 
@@ -151,7 +151,10 @@ py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, in
 
 // The gradient routed through the winners the forward pass recorded. argmax comes from Python,
 // so each index is checked before any is used.
-farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, int w) {
+// With the window given (kh > 0), argmax must come from maxpool2d_forward with that window: a
+// tiling window then takes a faster path that assumes each winner lies in its own window.
+farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, int w, int kh,
+                                 int kw, int sh, int sw, int pt, int pl) {
     require_ndim(dy, 4, "dy");
     require_shape(argmax, {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)}, "argmax");
     cnnkit::Window2d g{};
@@ -161,10 +164,21 @@ farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, 
     g.C = as_int(dy.shape(3), "channels");
     g.OH = as_int(dy.shape(1), "dy height");
     g.OW = as_int(dy.shape(2), "dy width");
+    if (kh > 0) {
+        require(kw > 0 && sh > 0 && sw > 0, "window size and strides must be positive");
+        require(pt >= 0 && pl >= 0 && pt < kh && pl < kw, "padding must be in [0, window size)");
+        require(static_cast<int64_t>(g.OH - 1) * sh - pt < g.H && static_cast<int64_t>(g.OW - 1) * sw - pl < g.W,
+                "the output size reaches past the input");
+        g.KH = kh, g.KW = kw, g.SH = sh, g.SW = sw, g.PT = pt, g.PL = pl;
+    }
     const int32_t* idx = argmax.data();
     const int64_t limit = static_cast<int64_t>(g.H) * g.W;
-    for (py::ssize_t i = 0; i < argmax.size(); ++i)
-        require(idx[i] >= 0 && idx[i] < limit, "argmax holds a position outside the input");
+    // One pass with a flag, the message built only on failure: require() inside the loop made a
+    // std::string per element, which cost more than the backward pass itself.
+    bool inside = true;
+    const py::ssize_t count = argmax.size();
+    for (py::ssize_t i = 0; i < count; ++i) inside &= idx[i] >= 0 && idx[i] < limit;
+    require(inside, "argmax holds a position outside the input");
     farray dx = new_array({g.N, g.H, g.W, g.C});
     float* pdx = dx.mutable_data();
     const float* pdy = dy.data();
@@ -217,7 +231,8 @@ farray upsampling2d_backward(const farray& dy, int sh, int sw) {
 }
 
 // ---------------------------------------------------------------- dense
-farray dense_forward(const farray& x, const farray& w, const std::optional<farray>& b, bool naive) {
+farray dense_forward(const farray& x, const farray& w, const std::optional<farray>& b, bool naive,
+                     bool relu) {
     require_ndim(x, 2, "x");
     require_ndim(w, 2, "w");
     const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
@@ -227,7 +242,7 @@ farray dense_forward(const farray& x, const farray& w, const std::optional<farra
     farray y = new_array({batch, out_features});
     float* out = y.mutable_data();
     const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
-    without_gil([&] { (naive ? cnnkit::dense_forward_naive : cnnkit::dense_forward)(out, inp, wt, bias, batch, in, out_features); });
+    without_gil([&] { (naive ? cnnkit::dense_forward_naive : cnnkit::dense_forward)(out, inp, wt, bias, batch, in, out_features, relu); });
     return y;
 }
 
@@ -307,8 +322,9 @@ py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray
         require_shape(*labels, {batch}, "y_true");
         const int64_t* l = labels->data();
         for (int64_t i = 0; i < batch; ++i)
-            require(l[i] >= 0 && l[i] < k, "label " + std::to_string(l[i]) + " is outside [0, " +
-                                               std::to_string(k) + ")");
+            if (l[i] < 0 || l[i] >= k)  // the message is built only for a bad label
+                throw py::value_error("label " + std::to_string(l[i]) + " is outside [0, " +
+                                      std::to_string(k) + ")");
     }
     farray dlogits = new_array({batch, k});
     float* pd = dlogits.mutable_data();
@@ -396,17 +412,19 @@ PYBIND11_MODULE(_core, m) {
     const auto opt = [](const char* name) { return py::arg(name).noconvert().none(true); };
 
     m.def("conv2d_forward", &conv2d_forward, nc("x"), nc("w"), opt("b"), "sh"_a, "sw"_a, "pt"_a,
-          "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false);
+          "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false, py::arg("relu") = false);
     m.def("conv2d_backward", &conv2d_backward, nc("dy"), nc("x"), nc("w"), "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, py::arg("naive") = false, py::arg("need_dx") = true);
     m.def("maxpool2d_forward", &maxpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false);
     m.def("maxpool2d_backward", &maxpool2d_backward, nc("dy"), nc("x"), "kh"_a, "kw"_a, "sh"_a,
           "sw"_a, "pt"_a, "pl"_a);
-    m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a);
+    m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a,
+          "kh"_a = 0, "kw"_a = 0, "sh"_a = 0, "sw"_a = 0, "pt"_a = 0, "pl"_a = 0);
     m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a);
     m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a);
-    m.def("dense_forward", &dense_forward, nc("x"), nc("w"), opt("b"), py::arg("naive") = false);
+    m.def("dense_forward", &dense_forward, nc("x"), nc("w"), opt("b"), py::arg("naive") = false,
+          py::arg("relu") = false);
     m.def("dense_backward", &dense_backward, nc("dy"), nc("x"), nc("w"), py::arg("naive") = false,
           py::arg("need_dx") = true);
 

@@ -20,15 +20,17 @@ struct Window2d {
     int OH, OW;      // output size
 };
 
-// out (N,OH,OW,OC) = conv(inp (N,H,W,C), weight (KH,KW,C,OC)) + bias (OC) or no bias if null.
+// out (N,OH,OW,OC) = conv(inp (N,H,W,C), weight (KH,KW,C,OC)) + bias (OC) or no bias if null,
+// then max(0, out) if relu (fused: applied to each tile as it is stored; NaN passes, as in
+// relu_forward, so the result equals relu_forward of the unfused output).
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const Window2d& g, int OC);
+                    const Window2d& g, int OC, bool relu = false);
 // dinp (N,H,W,C), dweight (KH,KW,C,OC), dbias (OC) from dout (N,OH,OW,OC); any output may be null.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, const Window2d& g, int OC);
 // Direct loops, the reference the fast versions are checked against.
 void conv2d_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                          const Window2d& g, int OC);
+                          const Window2d& g, int OC, bool relu = false);
 void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
                            const float* inp, const float* weight, const Window2d& g, int OC);
 
@@ -37,21 +39,24 @@ void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const floa
 // inside its image, h * W + w (the first maximum in row-major window order); argmax may be null.
 // Padded positions never win.
 void maxpool2d_forward(float* out, int32_t* argmax, const float* inp, const Window2d& g);
-// dinp (N,H,W,C) = 0, then each dout element is added to the input its argmax names.
+// dinp (N,H,W,C) = 0, then each dout element is added to the input its argmax names. g.KH may be
+// 0 (window unknown): then only N, H, W, C, OH, OW are read. With a known window that tiles the
+// input (stride == size), argmax must name a position inside its own window.
 void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, const Window2d& g);
 // Nearest-neighbour upsampling: out (N,H*SH,W*SW,C) from inp (N,H,W,C); backward sums each block.
 void upsampling2d_forward(float* out, const float* inp, int N, int H, int W, int C, int SH, int SW);
 void upsampling2d_backward(float* dinp, const float* dout, int N, int H, int W, int C, int SH, int SW);
 
 // ---------------------------------------------------------------- dense (dense.cpp)
-// out (B,OUT) = inp (B,IN) @ weight (IN,OUT) + bias (OUT) or no bias if null.
+// out (B,OUT) = inp (B,IN) @ weight (IN,OUT) + bias (OUT) or no bias if null, then max(0, out)
+// if relu (fused, as in conv2d_forward).
 void dense_forward(float* out, const float* inp, const float* weight, const float* bias,
-                   int B, int IN, int OUT);
+                   int B, int IN, int OUT, bool relu = false);
 // dinp (B,IN), dweight (IN,OUT), dbias (OUT) from dout (B,OUT); any output may be null.
 void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                     const float* inp, const float* weight, int B, int IN, int OUT);
 void dense_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                         int B, int IN, int OUT);
+                         int B, int IN, int OUT, bool relu = false);
 void dense_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const float* weight, int B, int IN, int OUT);
 

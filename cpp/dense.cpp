@@ -11,11 +11,11 @@
 namespace cnnkit {
 
 void dense_forward(float* out, const float* inp, const float* weight, const float* bias,
-                   int B, int IN, int OUT) {
+                   int B, int IN, int OUT, bool relu) {
     // inp is (B,IN), weight is (IN,OUT), bias is (OUT) or null, out is (B,OUT)
     // gemm_parallel splits the batch rows, and the columns too when the batch is small.
     gemm::gemm_parallel(B, OUT, IN, gemm::MatView{inp, IN}, false, gemm::MatView{weight, OUT},
-                        false, out, OUT, false, bias);
+                        false, out, OUT, false, bias, relu);
 }
 
 void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -44,7 +44,7 @@ void dense_backward(float* dinp, float* dweight, float* dbias, const float* dout
 }
 
 void dense_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                         int B, int IN, int OUT) {
+                         int B, int IN, int OUT, bool relu) {
     // inp is (B,IN), weight is (IN,OUT), bias is (OUT) or null, out is (B,OUT)
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; ++b) {
@@ -56,6 +56,7 @@ void dense_forward_naive(float* out, const float* inp, const float* weight, cons
             for (int j = 0; j < OUT; ++j) o[j] += x * w[j];
         }
     }
+    if (relu) relu_forward(out, out, (int64_t)B * OUT);  // the reference: unfused, in place
 }
 
 void dense_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,

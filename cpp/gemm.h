@@ -350,9 +350,12 @@ PackedB pack_b_full(const Kernel& kr, const BV& b, bool tb, int64_t K, int64_t N
 
 // ---------------------------------------------------------------- macro-kernel
 // C block (mc x nc) (=, or +=) packed A block (mc x kc) * packed B block (kc x nc) (+ bias,
-// the block's own nc entries, if not null).
+// the block's own nc entries, if not null), then max(0, C) when relu (the last K block only).
+// ReLU runs on each tile right after the micro-kernel stored it, while it is still in L1: a
+// separate pass would read and write the whole output again.
 inline void macro_kernel(const Kernel& kr, int mc, int nc, int kc, const float* pa,
-                         const float* pb, float* c, int64_t ldc, bool acc, const float* bias) {
+                         const float* pb, float* c, int64_t ldc, bool acc, const float* bias,
+                         bool relu = false) {
     const int MR = kr.mr, NR = kr.nr;
     for (int jp = 0; jp < nc; jp += NR) {
         const int nr = std::min(NR, nc - jp);
@@ -373,6 +376,12 @@ inline void macro_kernel(const Kernel& kr, int mc, int nc, int kc, const float* 
                         cc[i * ldc + j] = (acc ? cc[i * ldc + j] : 0.f) + t[i * NR + j] +
                                           (bj ? bj[j] : 0.f);
             }
+            if (relu)
+                for (int i = 0; i < mr; ++i)
+                    for (int j = 0; j < nr; ++j) {
+                        const float v = cc[i * ldc + j];
+                        cc[i * ldc + j] = v < 0.f ? 0.f : v;  // NaN passes, as relu_forward
+                    }
         }
     }
 }
@@ -387,11 +396,12 @@ inline Buffer& tl_buf_tmp() { thread_local Buffer b; return b; }
 inline Buffer& tl_buf_fullb() { thread_local Buffer b; return b; }
 
 // C rows i0..i0+mc, columns j0..j0+nc (j0 a multiple of NR) from A rows i0.. and a PackedB.
-// Serial; C here points at element (i0, j0). With bias, C = bias (+ C if acc) + A*B.
+// Serial; C here points at element (i0, j0). With bias, C = bias (+ C if acc) + A*B; with
+// relu, C = max(0, that).
 template <class AV>
 void gemm_rows(const Kernel& kr, int64_t i0, int64_t mc_total, int64_t j0, int64_t nc,
                const AV& a, bool ta, const PackedB& pb, float* c, int64_t ldc, bool acc,
-               const float* bias) {
+               const float* bias, bool relu = false) {
     const int MC = kr.mc;
     const int64_t maxkc = pb.ks.step;
     float* pa = reserve(tl_buf_a(), (std::size_t)(round_up(std::min<int64_t>(MC, mc_total), kr.mr) * maxkc));
@@ -404,7 +414,7 @@ void gemm_rows(const Kernel& kr, int64_t i0, int64_t mc_total, int64_t j0, int64
             const int kc = (int)(pb.ks.begin(blk + 1) - k0);
             pack_a(a, ta, i0 + ic, mc, k0, kc, kr.mr, pa, tmp);
             macro_kernel(kr, mc, (int)nc, kc, pa, pb.block(blk, j0), cb, ldc, acc || blk > 0,
-                         blk == 0 && bias ? bias + j0 : nullptr);
+                         blk == 0 && bias ? bias + j0 : nullptr, relu && blk == pb.ks.nblk - 1);
         }
     }
 }
@@ -417,18 +427,21 @@ inline int max_threads() {
 #endif
 }
 
-// C (M x N, row stride ldc) (=, or +=) A * B (+ bias), parallel: B is packed once, then tiles
+// C (M x N, row stride ldc) (=, or +=) A * B (+ bias) (then max(0, C) with relu), parallel:
+// B is packed once, then tiles
 // of C (row blocks, and column blocks too when M is too short to feed every thread) are spread
 // over the threads; each tile is written by one thread only.
 template <class AV, class BV>
 void gemm_parallel(int64_t M, int64_t N, int64_t K, const AV& a, bool ta, const BV& b, bool tb,
-                   float* c, int64_t ldc, bool acc, const float* bias) {
+                   float* c, int64_t ldc, bool acc, const float* bias, bool relu = false) {
     if (M <= 0 || N <= 0) return;
     const Kernel kr = active_kernel();
     if (K <= 0) {
         for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j)
-                c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+            for (int64_t j = 0; j < N; ++j) {
+                const float v = (acc ? c[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+                c[i * ldc + j] = relu && v < 0.f ? 0.f : v;
+            }
         return;
     }
     const PackedB pb = pack_b_full(kr, b, tb, K, N, tl_buf_fullb());
@@ -449,7 +462,7 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const AV& a, bool ta, const 
         const int64_t ib = t / nblocks, jb = t - ib * nblocks;
         const int64_t i0 = ib * rb, j0 = jb * cb;
         const int64_t mc = std::min(rb, M - i0), nc = std::min(cb, N - j0);
-        gemm_rows(kr, i0, mc, j0, nc, a, ta, pb, c + i0 * ldc + j0, ldc, acc, bias);
+        gemm_rows(kr, i0, mc, j0, nc, a, ta, pb, c + i0 * ldc + j0, ldc, acc, bias, relu);
     }
 }
 

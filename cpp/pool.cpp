@@ -85,6 +85,43 @@ void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, c
     const int64_t C = g.C;
     const int64_t in_img = static_cast<int64_t>(g.H) * g.W * C;
     const int64_t out_img = static_cast<int64_t>(g.OH) * g.OW * C;
+    if (g.KH > 0 && g.SH == g.KH && g.SW == g.KW) {
+        // Windows that tile the input (the usual 2x2 stride 2): every input element belongs to
+        // at most one window, so it is written once, dout where it won and 0 where it lost,
+        // with a compare and select across channels: no zeroing pass, no scattered adds.
+        const int hc0 = std::max(0, -g.PT), hc1 = std::min(g.H, g.OH * g.SH - g.PT);
+        const int wc0 = std::max(0, -g.PL), wc1 = std::min(g.W, g.OW * g.SW - g.PL);
+#ifdef _OPENMP
+#pragma omp parallel for if (g.N * (in_img + out_img) > kParallelMin)
+#endif
+        for (int n = 0; n < g.N; ++n) {
+            float* di = dinp + n * in_img;
+            const int64_t row = static_cast<int64_t>(g.W) * C;
+            // Input rows and columns that no window covers (valid padding's remainder).
+            std::fill(di, di + hc0 * row, 0.0f);
+            std::fill(di + hc1 * row, di + in_img, 0.0f);
+            for (int h = hc0; h < hc1; ++h) {
+                std::fill(di + h * row, di + h * row + wc0 * C, 0.0f);
+                std::fill(di + h * row + wc1 * C, di + (h + 1) * row, 0.0f);
+            }
+            for (int oh = 0; oh < g.OH; ++oh) {
+                const int h0 = std::max(oh * g.SH - g.PT, 0), h1 = std::min(oh * g.SH - g.PT + g.KH, g.H);
+                for (int ow = 0; ow < g.OW; ++ow) {
+                    const int w0 = std::max(ow * g.SW - g.PL, 0), w1 = std::min(ow * g.SW - g.PL + g.KW, g.W);
+                    const int64_t off = n * out_img + (static_cast<int64_t>(oh) * g.OW + ow) * C;
+                    const float* d = dout + off;
+                    const int32_t* a = argmax + off;
+                    for (int h = h0; h < h1; ++h)
+                        for (int w = w0; w < w1; ++w) {
+                            const int32_t pos = h * g.W + w;
+                            float* x = di + static_cast<int64_t>(pos) * C;
+                            for (int64_t c = 0; c < C; ++c) x[c] = a[c] == pos ? d[c] : 0.0f;
+                        }
+                }
+            }
+        }
+        return;
+    }
     // Overlapping windows (3x3 stride 2) send several outputs to one input, so split over
     // images only: each image's dinp is zeroed and accumulated by a single thread.
 #ifdef _OPENMP

@@ -218,8 +218,14 @@ class ActivationMixin:
     def output_activation(self):
         return self.activation
 
-    def _activate(self, z):
-        if self._act is None:
+    @property
+    def _fuses_relu(self):
+        """ReLU runs inside the layer's kernel (relu=True) as each output tile is stored; the
+        kernel's output is then already the activation, kept for the backward pass."""
+        return self.activation == "relu"
+
+    def _activate(self, z, fused=False):
+        if self._act is None or fused:
             self._y = z
             return z
         if self.activation == "softmax":

@@ -65,8 +65,9 @@ class Conv2D(ActivationMixin, Layer):
     def forward(self, x, training=False):
         g = self._window(x.shape)
         self._x = x
-        z = _core.conv2d_forward(x, self.kernel, self.bias, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW)
-        return self._activate(z)
+        z = _core.conv2d_forward(x, self.kernel, self.bias, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW,
+                                 relu=self._fuses_relu)
+        return self._activate(z, fused=self._fuses_relu)
 
     def backward(self, dy):
         return self.backward_from_logits(self._deactivate(dy))

@@ -57,8 +57,8 @@ class Dense(ActivationMixin, Layer):
     def forward(self, x, training=False):
         # More than 2-D: the kernel applies to the last axis (a reshape, no copy).
         self._x = x.reshape(-1, x.shape[-1])
-        z = _core.dense_forward(self._x, self.kernel, self.bias)
-        return self._activate(z.reshape(x.shape[:-1] + (self.units,)))
+        z = _core.dense_forward(self._x, self.kernel, self.bias, relu=self._fuses_relu)
+        return self._activate(z.reshape(x.shape[:-1] + (self.units,)), fused=self._fuses_relu)
 
     def backward(self, dy):
         return self.backward_from_logits(self._deactivate(dy))

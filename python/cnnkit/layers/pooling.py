@@ -55,7 +55,9 @@ class MaxPooling2D(Layer):
         if self._argmax is None:  # forward ran in inference mode: find the winners again
             g = self._window(x.shape)
             return _core.maxpool2d_backward(dy, x, g.KH, g.KW, g.SH, g.SW, g.PT, g.PL)
-        return _core.maxpool2d_backward_argmax(dy, self._argmax, x.shape[1], x.shape[2])
+        g = self._window(x.shape)
+        return _core.maxpool2d_backward_argmax(dy, self._argmax, x.shape[1], x.shape[2],
+                                               g.KH, g.KW, g.SH, g.SW, g.PT, g.PL)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
