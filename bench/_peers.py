@@ -1,0 +1,290 @@
+"""The child process of bench/compare.py: builds one framework's models, times them, and prints
+one line `RESULT {json}`. One framework per process: the thread pools of two runtimes in one
+process take each other's cores (OpenBLAS, libgomp, torch's and TF's pools all spin a while
+after each parallel region), and the peak memory read from ru_maxrss is then that framework's.
+
+    python bench/_peers.py --framework {cnnkit,torch,tf,numpy} --threads N [--steps 20]
+                           [--warmup 3] [--batch 64] [--workloads cnn_train,cnn_infer,ae_train]
+                           [--alloc-steps 0]
+
+The parent sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and OPENBLAS_THREAD_TIMEOUT in the
+environment before this process starts; the framework's own setting is applied here too.
+
+Workloads (one batch of random float32 images in [0, 1) and random one-hot labels, the same
+batch every step; speed does not depend on the pixels):
+  cnn_train  the classic Keras CIFAR-10 CNN, one Adam step (categorical cross-entropy)
+  cnn_infer  the same CNN, forward only (training=False / torch.no_grad)
+  ae_train   the conv autoencoder of cnnkit.models.conv_autoencoder(), one Adam step (MSE)
+How each framework runs them: cnnkit model.train_on_batch and model(x, training=False); Keras 3
+on TensorFlow model.train_on_batch (a tf.function, as fit runs it; no XLA, Keras' default on a
+CPU) and model.predict_on_batch (Keras' compiled predict function); PyTorch a plain loop
+(zero_grad, forward, loss, backward, Adam step, loss.item()) in its default NCHW layout,
+inference under torch.no_grad().
+"""
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+WORKLOADS = ("cnn_train", "cnn_infer", "ae_train")
+
+
+def batch_data(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, 32, 32, 3), dtype=np.float32)
+    labels = rng.integers(0, 10, batch)
+    return x, labels, np.eye(10, dtype=np.float32)[labels]
+
+
+def rss_bytes():
+    """Current resident set size, from /proc (ru_maxrss is only the peak)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def maxrss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+
+
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+# ------------------------------------------------------------------ cnnkit
+class Cnnkit:
+    def __init__(self, threads):
+        import cnnkit
+        from cnnkit.utils import set_random_seed
+        cnnkit.set_num_threads(threads)
+        set_random_seed(0)
+        self.cnnkit = cnnkit
+        self.version = f"cnnkit {cnnkit.__version__}"
+
+    def build(self, workload, data):
+        from cnnkit.cli.train_cifar10 import classic_cnn
+        from cnnkit.models import conv_autoencoder
+        x, _, y = data
+        if workload == "ae_train":
+            model = conv_autoencoder()[0]
+            return model, lambda: model.train_on_batch(x, x), model.count_params()
+        model = classic_cnn()
+        if workload == "cnn_train":
+            return model, lambda: model.train_on_batch(x, y), model.count_params()
+        model.build((None, 32, 32, 3))
+        return model, lambda: model(x, training=False), model.count_params()
+
+
+# ------------------------------------------------------------------ PyTorch
+class Torch:
+    def __init__(self, threads):
+        import torch
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)  # the models are sequential: no inter-op parallelism
+        torch.manual_seed(0)
+        self.torch = torch
+        self.version = f"PyTorch {torch.__version__}"
+
+    def classic_cnn(self):
+        nn = self.torch.nn
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(6 * 6 * 64, 128), nn.ReLU(),
+            nn.Linear(128, 10))  # softmax fused into the loss, as cnnkit fuses it
+
+    def conv_autoencoder(self):
+        nn = self.torch.nn
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(8 * 8 * 64, 256),
+            nn.Linear(256, 8 * 8 * 64), nn.ReLU(), nn.Unflatten(1, (64, 8, 8)),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(32, 3, 3, padding=1), nn.Sigmoid())
+
+    def build(self, workload, data):
+        torch = self.torch
+        F = torch.nn.functional
+        x = torch.from_numpy(np.ascontiguousarray(data[0].transpose(0, 3, 1, 2)))  # NCHW
+        labels = torch.from_numpy(data[1])
+        model = self.conv_autoencoder() if workload == "ae_train" else self.classic_cnn()
+        params = sum(p.numel() for p in model.parameters())
+        if workload == "cnn_infer":
+            model.eval()
+
+            def infer():
+                with torch.no_grad():
+                    return torch.softmax(model(x), dim=1)
+            return model, infer, params
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)  # Keras' epsilon
+        target = x if workload == "ae_train" else labels
+        loss_fn = F.mse_loss if workload == "ae_train" else F.cross_entropy
+
+        def train():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), target)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+        return model, train, params
+
+
+# ------------------------------------------------------------------ TensorFlow / Keras
+class TensorFlow:
+    def __init__(self, threads):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        import keras
+        keras.utils.set_random_seed(0)
+        self.tf, self.keras = tf, keras
+        self.version = f"TensorFlow {tf.__version__} (Keras {keras.__version__})"
+
+    def classic_cnn(self):
+        L = self.keras.layers
+        model = self.keras.Sequential([
+            L.Input((32, 32, 3)),
+            L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
+            L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def conv_autoencoder(self):
+        L = self.keras.layers
+        model = self.keras.Sequential([
+            L.Input((32, 32, 3)),
+            L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Flatten(), L.Dense(256),
+            L.Dense(8 * 8 * 64, activation="relu"), L.Reshape((8, 8, 64)),
+            L.UpSampling2D(2), L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.UpSampling2D(2), L.Conv2D(3, 3, padding="same", activation="sigmoid")])
+        model.compile(optimizer=self.keras.optimizers.Adam(1e-3), loss="mse", metrics=["mse"])
+        return model
+
+    def build(self, workload, data):
+        x, _, y = data
+        tx, ty = self.tf.constant(x), self.tf.constant(y)
+        if workload == "ae_train":
+            model = self.conv_autoencoder()
+            return model, lambda: model.train_on_batch(tx, tx), model.count_params()
+        model = self.classic_cnn()
+        if workload == "cnn_train":
+            return model, lambda: model.train_on_batch(tx, ty), model.count_params()
+        # predict_on_batch runs Keras' compiled predict function (a tf.function, as predict
+        # does); model(x, training=False) runs eagerly, op by op, and took 2.4 times as long.
+        return model, lambda: model.predict_on_batch(tx), model.count_params()
+
+
+FRAMEWORKS = {"cnnkit": Cnnkit, "torch": Torch, "tf": TensorFlow}
+
+
+# ------------------------------------------------------------------ measurements
+def timed(step, steps):
+    """Seconds and minor page faults for `steps` calls of step."""
+    faults = minor_faults()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start, minor_faults() - faults
+
+
+def numpy_matmul(threads, repeats=5, size=1024):
+    """float32 matmul rate (GFLOP/s) at this process's thread count (OPENBLAS_NUM_THREADS)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(np.float32)
+    b = rng.standard_normal((size, size)).astype(np.float32)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / sorted(times)[len(times) // 2] / 1e9
+
+
+def allocation_check(step, steps, traced_steps=20):
+    """What a warm training step allocates. RSS and minor page faults over `steps` steps (native
+    memory included), then tracemalloc over `traced_steps` steps: NumPy registers its array
+    buffers with tracemalloc, so the traced peak above the level before a step is the memory
+    allocated during the step and alive at one time (a lower bound of what the step
+    allocates: what is freed before the peak is not counted), and the traced level after the
+    step minus the level before it is what the step keeps."""
+    import tracemalloc
+    gc.collect()
+    rss_before = rss_bytes()
+    seconds, faults = timed(step, steps)
+    gc.collect()
+    rss_after = rss_bytes()
+    tracemalloc.start()
+    for _ in range(3):
+        step()
+    transient, kept = [], []
+    for _ in range(traced_steps):
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        step()
+        current, peak = tracemalloc.get_traced_memory()
+        transient.append(peak - before)
+        kept.append(current - before)
+    # Where the arrays alive between two steps were allocated (held by the layers until the
+    # next step replaces them): NumPy's buffers carry tracemalloc domain 389047.
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, 389047)])
+    sites = [(str(stat.traceback[0]), stat.size, stat.count)
+             for stat in snapshot.statistics("lineno")[:8]]
+    numpy_bytes = sum(stat.size for stat in snapshot.statistics("filename"))
+    tracemalloc.stop()
+    transient.sort()
+    kept.sort()
+    return {"steps": steps, "seconds": seconds, "rss_before": rss_before, "rss_after": rss_after,
+            "faults": faults, "traced_steps": traced_steps,
+            "transient_median": transient[len(transient) // 2], "transient_max": transient[-1],
+            "kept_median": kept[len(kept) // 2], "numpy_live_bytes": numpy_bytes, "sites": sites}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", required=True, choices=sorted(FRAMEWORKS) + ["numpy"])
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--alloc-steps", type=int, default=0,
+                        help="then check what a warm cnn_train step allocates, over this many steps")
+    args = parser.parse_args()
+
+    if args.framework == "numpy":
+        result = {"version": f"NumPy {np.__version__}", "matmul_gflops": numpy_matmul(args.threads)}
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    data = batch_data(args.batch)
+    framework = FRAMEWORKS[args.framework](args.threads)
+    result = {"version": framework.version, "maxrss_import": maxrss_bytes(),
+              "rss_import": rss_bytes(), "workloads": {}}
+    for workload in args.workloads.split(","):
+        model, step, params = framework.build(workload, data)
+        for _ in range(args.warmup):
+            step()
+        seconds, faults = timed(step, args.steps)
+        result["workloads"][workload] = {"seconds": seconds, "steps": args.steps, "faults": faults,
+                                         "params": params, "maxrss": maxrss_bytes()}
+        if workload == "cnn_train" and args.alloc_steps:
+            result["alloc"] = allocation_check(step, args.alloc_steps)
+        del model, step
+        gc.collect()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""cnnkit against PyTorch and TensorFlow (Keras 3) on the CPU: training and inference speed of the
+classic Keras CIFAR-10 CNN and training speed of cnnkit's conv autoencoder, at one thread and at
+all cores, peak memory of a training run, and what a warm cnnkit training step allocates.
+
+    python bench/compare.py [--repeats 3] [--steps 15] [--threads 1,2] [--only cnnkit,torch,tf]
+                            [--warmup 3] [--batch 64] [--alloc-steps 200] [--markdown]
+
+Each framework runs in its own process (bench/_peers.py; see there how each one runs the models),
+so that no two runtimes' thread pools compete for the cores and ru_maxrss is that framework's.
+The processes alternate in rounds (NumPy, cnnkit, PyTorch, TensorFlow, at each thread count,
+then again), each timing `--steps` steps after `--warmup` steps; figures are medians over the
+`--repeats` rounds, and ratios compare medians of the same run. The data are one batch of random
+float32 images in [0, 1) and random one-hot labels, the same for every framework and step (speed
+does not depend on the pixels). The peers are optional: `pip install cnnkit[bench]`, or
+`pip install torch==2.13.0 tensorflow-cpu==2.21.0`; a framework that is not importable is skipped.
+
+FLOP convention: 2 flops per multiply-add of the convolutions and dense layers, counted from the
+layer shapes of the cnnkit models (padding zeros included, as the frameworks compute them); bias
+additions, activations, pooling, upsampling, loss and optimizer are not counted. A training step
+is 3 times the forward pass (forward, input gradient, weight gradient), less the input gradient
+of the first layer, which none of them computes (the model's input needs no gradient: cnnkit
+skips it, PyTorch's input does not require grad, TF prunes it from the train step's graph). The
+matmul rate is NumPy's float32 1024^3 matmul at the same thread count, measured in every round.
+Defaults take about 2 minutes on 2 cores (120 s measured here).
+"""
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # see bench/kernels.py; before NumPy loads
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peers.py")
+FRAMEWORKS = {"cnnkit": "cnnkit", "torch": "PyTorch", "tf": "TensorFlow"}
+MODULES = {"cnnkit": "cnnkit", "torch": "torch", "tf": "tensorflow"}
+INSTALL = {"cnnkit": "pip install .", "torch": "pip install torch==2.13.0 (the CPU wheel)",
+           "tf": "pip install tensorflow-cpu==2.21.0"}
+WORKLOADS = {"cnn_train": "CNN train", "cnn_infer": "CNN infer", "ae_train": "AE train"}
+DESCRIPTIONS = {"cnn_train": "the CIFAR-10 CNN's training step", "cnn_infer": "its inference",
+                "ae_train": "the conv autoencoder's training step"}
+
+
+# ------------------------------------------------------------------ FLOP counts
+def weight_layers(model, shape):
+    """(layer, input shape, output shape) of each Conv2D and Dense, inside nested models too."""
+    from cnnkit.layers import Conv2D, Dense
+    from cnnkit.models import Sequential
+    for layer in model.layers:
+        out = tuple(layer.compute_output_shape(shape))
+        if isinstance(layer, Sequential):
+            yield from weight_layers(layer, shape)
+        elif isinstance(layer, (Conv2D, Dense)):
+            yield layer, shape, out
+        shape = out
+
+
+def multiply_adds(layer, in_shape, out_shape):
+    from cnnkit.layers import Conv2D
+    if isinstance(layer, Conv2D):  # each output value: kh * kw * cin multiply-adds
+        kh, kw = layer.kernel_size
+        return out_shape[1] * out_shape[2] * out_shape[3] * kh * kw * in_shape[3]
+    return in_shape[-1] * out_shape[-1]
+
+
+def flops_per_image():
+    """{workload: flops per image} under the convention of the module docstring."""
+    from cnnkit.cli.train_cifar10 import classic_cnn
+    from cnnkit.models import conv_autoencoder
+    counts = {}
+    for name, model in (("cnn", classic_cnn()), ("ae", conv_autoencoder()[0])):
+        macs = [multiply_adds(*entry) for entry in weight_layers(model, model.input_shape)]
+        counts[name + "_infer"] = 2 * sum(macs)
+        counts[name + "_train"] = 2 * (3 * sum(macs) - macs[0])
+    return counts
+
+
+# ------------------------------------------------------------------ child processes
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(framework, threads, args, alloc_steps=0):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), OPENBLAS_THREAD_TIMEOUT="4", TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, WORKER, "--framework", framework, "--threads", str(threads),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
+               "--alloc-steps", str(alloc_steps)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not results:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise ChildFailed(f"exit status {proc.returncode}:\n    {tail}")
+    return json.loads(results[-1][len("RESULT "):])
+
+
+def available(framework):
+    try:
+        return importlib.util.find_spec(MODULES[framework]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def run_rounds(frameworks, thread_counts, args):
+    """The child processes, alternating: per round, per thread count, NumPy's matmul then each
+    framework. A framework whose process fails is reported and dropped."""
+    frameworks, most = list(frameworks), max(thread_counts)
+    speeds = {}  # (framework, threads, workload) -> [images/s per round]
+    matmul = {t: [] for t in thread_counts}
+    versions, params, memory, alloc = {}, {}, {}, None
+    for round_ in range(args.repeats):
+        for threads in thread_counts:
+            matmul[threads].append(run_child("numpy", threads, args)["matmul_gflops"])
+            progress = []
+            for fw in list(frameworks):
+                check = args.alloc_steps if fw == "cnnkit" and round_ == 0 and threads == most else 0
+                start = time.perf_counter()
+                try:
+                    result = run_child(fw, threads, args, alloc_steps=check)
+                except ChildFailed as error:
+                    print(f"{FRAMEWORKS[fw]} failed, dropped: {error}")
+                    frameworks.remove(fw)
+                    versions.pop(fw, None)
+                    continue
+                progress.append(f"{FRAMEWORKS[fw]} {time.perf_counter() - start:.0f} s")
+                versions[fw] = result["version"]
+                for workload, w in result["workloads"].items():
+                    speeds.setdefault((fw, threads, workload), []).append(
+                        args.batch * w["steps"] / w["seconds"])
+                    params.setdefault(workload, {})[fw] = w["params"]
+                if round_ == 0 and threads == most:
+                    memory[fw] = result
+                alloc = result.get("alloc", alloc)
+            print(f"  round {round_ + 1}/{args.repeats}, {threads} thread{'s' * (threads > 1)}: "
+                  + ", ".join(progress), file=sys.stderr, flush=True)
+    return {"speeds": speeds, "matmul": matmul, "versions": versions, "params": params,
+            "memory": memory, "alloc": alloc}
+
+
+# ------------------------------------------------------------------ tables
+def table(header, rows, markdown, text_columns=2):
+    """Plain or Markdown; the first text_columns columns are left-aligned, the rest numbers."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in cells]
+        lines.insert(1, "|" + "|".join("---" if i < text_columns else "--:"
+                                       for i in range(len(header))) + "|")
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i < text_columns else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))) for row in cells)
+
+
+def mb(nbytes):
+    return f"{nbytes / 2**20:.0f}"
+
+
+# ------------------------------------------------------------------ report
+def print_speed(frameworks, thread_counts, speeds, peak, flops, args):
+    """One table, a block of rows per workload and thread count."""
+    rows = []
+    for workload, title in WORKLOADS.items():
+        for threads in thread_counts:
+            ours = speeds.get(("cnnkit", threads, workload))
+            for fw in frameworks:
+                samples = speeds.get((fw, threads, workload))
+                if not samples:
+                    continue
+                rate = statistics.median(samples)
+                gflops = rate * flops[workload] / 1e9
+                spread = (max(samples) - min(samples)) / rate
+                ratio = "" if fw == "cnnkit" or not ours else f"{statistics.median(ours) / rate:.2f}x"
+                rows.append([title, FRAMEWORKS[fw], threads, f"{rate:,.0f}", f"{max(samples):,.0f}",
+                             f"{spread:.0%}", f"{args.batch / rate * 1e3:.1f}", f"{gflops:.1f}",
+                             f"{gflops / peak[threads]:.0%}", ratio])
+    print()
+    print(table(["workload", "framework", "threads", "img/s", "best", "spread", "ms/step", "GFLOP/s",
+                 "of matmul", "cnnkit/it"], rows, args.markdown))
+    print("(img/s: median over rounds, ms/step, GFLOP/s and the rest from it; best: the fastest "
+          "round; spread: (best - slowest) / median, a spread beyond some 20% means another "
+          "process took cores; cnnkit/it: cnnkit's img/s over this framework's, same thread count)")
+
+
+def print_scaling(frameworks, thread_counts, speeds, markdown):
+    least, most = min(thread_counts), max(thread_counts)
+    rows = []
+    for fw in frameworks:
+        for workload, title in WORKLOADS.items():
+            rates = [statistics.median(speeds[(fw, t, workload)]) for t in thread_counts]
+            rows.append([FRAMEWORKS[fw], title] + [f"{r:,.0f}" for r in rates]
+                        + [f"{rates[thread_counts.index(most)] / rates[thread_counts.index(least)]:.2f}x"])
+    print()
+    print(table(["framework", "workload"] + [f"img/s, {t} thr" for t in thread_counts]
+                + [f"{most} vs {least} threads"], rows, markdown))
+
+
+def print_memory(frameworks, memory, most, markdown):
+    rows = []
+    for fw in frameworks:
+        result = memory.get(fw)
+        if not result:
+            continue
+        train = result["workloads"]["cnn_train"]
+        ae = result["workloads"]["ae_train"]
+        rows.append([FRAMEWORKS[fw], mb(result["rss_import"]), mb(train["maxrss"]),
+                     mb(train["maxrss"] - result["rss_import"]), mb(ae["maxrss"]),
+                     f"{train['faults'] / train['steps']:,.0f}", f"{ae['faults'] / ae['steps']:,.0f}"])
+    print()
+    print(table(["framework", "RSS after import, MB", "peak RSS, CNN train, MB", "peak - import, MB",
+                 "peak RSS, AE too, MB", "page faults/step, CNN train", "page faults/step, AE train"],
+                rows, markdown, text_columns=1))
+    print(f"(at {most} thread{'s' * (most > 1)}; peak RSS: ru_maxrss after the warm-up and timed "
+          "steps of CNN training, the process's first workload; AE too: after all three; a minor page fault "
+          "is a fresh 4 KiB page, the mark of memory freed to the system and mapped again)")
+
+
+def print_alloc(alloc, most, batch):
+    steps = alloc["steps"]
+    print()
+    print(f"cnnkit allocation check, a warm CIFAR-10 CNN training step ({most} threads, batch "
+          f"{batch}):")
+    print(f"  over {steps} steps: RSS {mb(alloc['rss_before'])} -> {mb(alloc['rss_after'])} MB "
+          f"({(alloc['rss_after'] - alloc['rss_before']) / steps / 1024:+.1f} KiB/step), "
+          f"{alloc['faults'] / steps:,.0f} minor page faults/step "
+          f"({alloc['faults'] / steps * 4 / 1024:.1f} MiB of fresh pages/step)")
+    print(f"  tracemalloc over {alloc['traced_steps']} steps: {alloc['transient_median'] / 2**20:.1f} MiB "
+          f"allocated within a step and alive at once (median; max "
+          f"{alloc['transient_max'] / 2**20:.1f}), {alloc['kept_median'] / 1024:+.1f} KiB kept per step; "
+          f"{alloc['numpy_live_bytes'] / 2**20:.1f} MiB of NumPy buffers made by the last step "
+          "and alive after it (held by the layers until the next step replaces them), by site:")
+    for site, size, count in alloc["sites"]:
+        site = site.replace(os.sep, "/").split("site-packages/")[-1]
+        print(f"    {size / 2**20:7.2f} MiB in {count:3d} arrays  {site}")
+    arrays = sum(count for _, _, count in alloc["sites"])
+    least = max(alloc["transient_median"], alloc["numpy_live_bytes"])
+    growth = (alloc["rss_after"] - alloc["rss_before"]) / alloc["steps"]
+    rss = ("RSS stays flat: the allocator reuses or unmaps them, the page faults are the cost"
+           if abs(growth) < 16 * 1024 else "RSS still moved: glibc adjusts its mmap threshold for "
+           "a while after start, or something leaks; more warm-up (--steps) tells which")
+    print(f"  so a warm step allocates at least {least / 2**20:.1f} MiB ({arrays}+ NumPy arrays); {rss}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cores = os.cpu_count() or 1
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; figures are medians (default 3)")
+    parser.add_argument("--steps", type=int, default=15,
+                        help="timed steps per workload and round (default 15)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", default=",".join(str(t) for t in sorted({1, cores})),
+                        help=f"comma-separated thread counts (default 1,{cores})")
+    parser.add_argument("--only", default="cnnkit,torch,tf", help="frameworks, in running order")
+    parser.add_argument("--alloc-steps", type=int, default=200,
+                        help="steps of cnnkit's allocation check (0 skips it; default 200)")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    args = parser.parse_args()
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    most = max(thread_counts)
+    frameworks = []
+    for name in args.only.split(","):
+        if name not in FRAMEWORKS:
+            parser.error(f"--only: unknown framework {name!r} (choose from {', '.join(FRAMEWORKS)})")
+        if available(name):
+            frameworks.append(name)
+        else:
+            print(f"{FRAMEWORKS[name]}: not importable, skipped ({INSTALL[name]} to include it)")
+
+    flops = flops_per_image()
+    print(f"{platform.processor() or platform.machine()}, {cores} cores, Python "
+          f"{platform.python_version()}; batch {args.batch}, {args.steps} timed steps after "
+          f"{args.warmup} warm-up steps, {args.repeats} rounds; random float32 images, one-hot labels")
+    print("MFLOP per image (2 per multiply-add of conv/dense; training = 3x forward less the first "
+          "layer's input gradient): "
+          + ", ".join(f"{DESCRIPTIONS[w]} ({WORKLOADS[w]}) {flops[w] / 1e6:.2f}" for w in WORKLOADS))
+
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    run = run_rounds(frameworks, thread_counts, args)
+    frameworks = [fw for fw in frameworks if fw in run["versions"]]
+    if not frameworks:
+        sys.exit("no framework ran")
+    speeds, matmul, memory, alloc = run["speeds"], run["matmul"], run["memory"], run["alloc"]
+    print("Versions: " + "; ".join(run["versions"][fw] for fw in frameworks)
+          + f"; run took {time.perf_counter() - started:.0f} s; load average {load:.1f} before it, "
+          f"{os.getloadavg()[0]:.1f} after")
+    for workload, counts in run["params"].items():
+        if len(set(counts.values())) > 1:
+            print(f"WARNING: parameter counts differ for {workload}: {counts}")
+    peak = {t: statistics.median(v) for t, v in matmul.items()}
+    print("NumPy float32 matmul (1024^3), same run: "
+          + ", ".join(f"{peak[t]:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}" for t in thread_counts))
+
+    print_speed(frameworks, thread_counts, speeds, peak, flops, args)
+    if len(thread_counts) > 1:
+        print_scaling(frameworks, thread_counts, speeds, args.markdown)
+    print_memory(frameworks, memory, most, args.markdown)
+    if alloc:
+        print_alloc(alloc, most, args.batch)
+
+if __name__ == "__main__":
+    main()
