@@ -7,6 +7,11 @@
 // Arrays are taken without conversion (.noconvert()): a float64 or strided array is a TypeError
 // here, never a silent copy, so outputs written in place are never lost. The GIL is released
 // around each kernel, after the raw pointers are taken; no Python object is touched meanwhile.
+// Every kernel that makes an array also takes it as an argument (out=, or dx_out=, dw_out=,
+// db_out= for a backward pass): None makes a new array; a given one must be exactly the array
+// the kernel would make (dtype, C-contiguous, writeable, shape), must not overlap an input, and
+// is written in place and returned. Layers pass buffers they reuse, so a warm training step
+// allocates no array.
 #include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -89,6 +94,59 @@ cnnkit::Window2d window(const farray& x, int kh, int kw, int sh, int sw, int pt,
 
 farray new_array(const std::vector<py::ssize_t>& shape) { return farray(shape); }
 
+// An input an output must not overlap: the kernels read their inputs while writing.
+struct Input {
+    const char* name;
+    const py::array& array;
+};
+
+bool overlap(const py::array& a, const py::array& b) {
+    if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+    const auto* a0 = static_cast<const char*>(a.data());
+    const auto* b0 = static_cast<const char*>(b.data());
+    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// The array a kernel writes: a new one for None, else `out` after the checks above (exact
+// dtype, C-contiguous, writeable, the expected shape, no overlap with `inputs`).
+template <class T>
+py::array_t<T, py::array::c_style> output(const py::object& out, const std::vector<py::ssize_t>& shape,
+                                          const char* name, std::initializer_list<Input> inputs = {}) {
+    using result = py::array_t<T, py::array::c_style>;
+    if (out.is_none()) return result(shape);
+    if (!py::isinstance<py::array>(out))
+        throw py::type_error(std::string(name) + " must be a NumPy array or None, got " +
+                             py::str(py::type::handle_of(out).attr("__name__")).cast<std::string>());
+    const auto a = py::reinterpret_borrow<py::array>(out);
+    const auto dtype = py::dtype::of<T>();
+    if (!a.dtype().equal(dtype))
+        throw py::type_error(std::string(name) + " must have dtype " +
+                             py::str(dtype).cast<std::string>() + ", got " +
+                             py::str(a.dtype()).cast<std::string>());
+    require((a.flags() & py::array::c_style) != 0, std::string(name) + " must be C-contiguous");
+    require_writeable(a, name);
+    require_shape(a, shape, name);
+    for (const auto& input : inputs)
+        require(!overlap(a, input.array),
+                std::string(name) + " must not share memory with " + input.name);
+    return py::reinterpret_borrow<result>(out);
+}
+
+farray output(const py::object& out, const std::vector<py::ssize_t>& shape, const char* name,
+              std::initializer_list<Input> inputs = {}) {
+    return output<float>(out, shape, name, inputs);
+}
+
+// dx_out of a backward pass that skips the input gradient (need_dx=False) must be None.
+farray optional_dx(bool need_dx, const py::object& out, const std::vector<py::ssize_t>& shape,
+                   std::initializer_list<Input> inputs) {
+    if (need_dx) return output(out, shape, "dx_out", inputs);
+    require(out.is_none(), "dx_out must be None when need_dx is False");
+    auto empty = shape;
+    empty[0] = 0;
+    return new_array(empty);
+}
+
 // Runs a kernel with the GIL released; the caller has taken every pointer it needs beforehand.
 template <class Kernel>
 void without_gil(Kernel&& kernel) {
@@ -99,7 +157,8 @@ void without_gil(Kernel&& kernel) {
 
 // ---------------------------------------------------------------- convolution
 farray conv2d_forward(const farray& x, const farray& w, const std::optional<farray>& b, int sh,
-                      int sw, int pt, int pl, int oh, int ow, bool naive, bool relu) {
+                      int sw, int pt, int pl, int oh, int ow, bool naive, bool relu,
+                      const py::object& out_) {
     require_ndim(w, 4, "w");
     const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
                           sh, sw, pt, pl, oh, ow);
@@ -107,7 +166,8 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
                                    std::to_string(g.C));
     const int oc = as_int(w.shape(3), "filters");
     if (b) require_shape(*b, {oc}, "b");
-    farray y = new_array({g.N, oh, ow, oc});
+    farray y = b ? output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}, {"b", *b}})
+                 : output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}});
     float* out = y.mutable_data();
     const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
     without_gil([&] { (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc, relu); });
@@ -117,7 +177,8 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
 // need_dx=false skips the input gradient (returned as None): a model's first layer has no use
 // for it, and for a 3-channel input it costs as much as the weight gradient.
 py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, int sh, int sw,
-                          int pt, int pl, bool naive, bool need_dx) {
+                          int pt, int pl, bool naive, bool need_dx, const py::object& dx_out,
+                          const py::object& dw_out, const py::object& db_out) {
     require_ndim(w, 4, "w");
     require_ndim(dy, 4, "dy");
     const auto g = window(x, as_int(w.shape(0), "kernel height"), as_int(w.shape(1), "kernel width"),
@@ -126,9 +187,12 @@ py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, in
                                    std::to_string(g.C));
     const int oc = as_int(w.shape(3), "filters");
     require_shape(dy, {g.N, g.OH, g.OW, oc}, "dy");
-    farray dx = new_array({need_dx ? g.N : 0, g.H, g.W, g.C});
-    farray dw = new_array({g.KH, g.KW, g.C, oc});
-    farray db = new_array({oc});
+    const std::initializer_list<Input> inputs = {{"dy", dy}, {"x", x}, {"w", w}};
+    farray dx = optional_dx(need_dx, dx_out, {g.N, g.H, g.W, g.C}, inputs);
+    farray dw = output(dw_out, {g.KH, g.KW, g.C, oc}, "dw_out", inputs);
+    farray db = output(db_out, {oc}, "db_out", inputs);
+    require(!overlap(dw, db) && (!need_dx || (!overlap(dx, dw) && !overlap(dx, db))),
+            "dx_out, dw_out and db_out must not share memory");
     float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
     const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
     without_gil([&] { (naive ? cnnkit::conv2d_backward_naive : cnnkit::conv2d_backward)(pdx, pdw, pdb, pdy, inp, wt, g, oc); });
@@ -137,10 +201,14 @@ py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, in
 
 // ---------------------------------------------------------------- pooling and upsampling
 py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, int pt, int pl,
-                             int oh, int ow, bool with_argmax) {
+                             int oh, int ow, bool with_argmax, const py::object& out_,
+                             const py::object& argmax_out) {
     const auto g = window(x, kh, kw, sh, sw, pt, pl, oh, ow);
-    farray y = new_array({g.N, oh, ow, g.C});
-    iarray idx(std::vector<py::ssize_t>{with_argmax ? g.N : 0, oh, ow, g.C});
+    farray y = output(out_, {g.N, oh, ow, g.C}, "out", {{"x", x}});
+    require(with_argmax || argmax_out.is_none(), "argmax_out must be None when with_argmax is False");
+    iarray idx = with_argmax
+                     ? output<int32_t>(argmax_out, {g.N, oh, ow, g.C}, "argmax_out", {{"x", x}, {"out", y}})
+                     : iarray(std::vector<py::ssize_t>{0, oh, ow, g.C});
     float* out = y.mutable_data();
     int32_t* argmax = with_argmax ? idx.mutable_data() : nullptr;
     const float* inp = x.data();
@@ -154,7 +222,7 @@ py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, in
 // With the window given (kh > 0), argmax must come from maxpool2d_forward with that window: a
 // tiling window then takes a faster path that assumes each winner lies in its own window.
 farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, int w, int kh,
-                                 int kw, int sh, int sw, int pt, int pl) {
+                                 int kw, int sh, int sw, int pt, int pl, const py::object& out_) {
     require_ndim(dy, 4, "dy");
     require_shape(argmax, {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)}, "argmax");
     cnnkit::Window2d g{};
@@ -179,7 +247,7 @@ farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, 
     const py::ssize_t count = argmax.size();
     for (py::ssize_t i = 0; i < count; ++i) inside &= idx[i] >= 0 && idx[i] < limit;
     require(inside, "argmax holds a position outside the input");
-    farray dx = new_array({g.N, g.H, g.W, g.C});
+    farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"argmax", argmax}});
     float* pdx = dx.mutable_data();
     const float* pdy = dy.data();
     without_gil([&] { cnnkit::maxpool2d_backward(pdx, pdy, idx, g); });
@@ -187,14 +255,14 @@ farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, 
 }
 
 farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int sh, int sw, int pt,
-                          int pl) {
+                          int pl, const py::object& out_) {
     require_ndim(dy, 4, "dy");
     const auto g = window(x, kh, kw, sh, sw, pt, pl, as_int(dy.shape(1), "dy height"),
                           as_int(dy.shape(2), "dy width"));
     require_shape(dy, {g.N, g.OH, g.OW, g.C}, "dy");
     farray y = new_array({g.N, g.OH, g.OW, g.C});
     std::vector<int32_t> argmax(static_cast<size_t>(y.size()));
-    farray dx = new_array({g.N, g.H, g.W, g.C});
+    farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"x", x}});
     float *out = y.mutable_data(), *pdx = dx.mutable_data();
     const float *inp = x.data(), *pdy = dy.data();
     without_gil([&] {
@@ -204,26 +272,27 @@ farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int
     return dx;
 }
 
-farray upsampling2d_forward(const farray& x, int sh, int sw) {
+farray upsampling2d_forward(const farray& x, int sh, int sw, const py::object& out_) {
     require_ndim(x, 4, "x");
     require(sh > 0 && sw > 0, "size must be positive");
     const int n = as_int(x.shape(0), "batch size"), h = as_int(x.shape(1), "height"),
               w = as_int(x.shape(2), "width"), c = as_int(x.shape(3), "channels");
-    farray y = new_array({n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c});
+    farray y = output(out_, {n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c},
+                      "out", {{"x", x}});
     float* out = y.mutable_data();
     const float* inp = x.data();
     without_gil([&] { cnnkit::upsampling2d_forward(out, inp, n, h, w, c, sh, sw); });
     return y;
 }
 
-farray upsampling2d_backward(const farray& dy, int sh, int sw) {
+farray upsampling2d_backward(const farray& dy, int sh, int sw, const py::object& out_) {
     require_ndim(dy, 4, "dy");
     require(sh > 0 && sw > 0, "size must be positive");
     require(dy.shape(1) % sh == 0 && dy.shape(2) % sw == 0,
             "dy has shape " + shape_str(dy) + ", whose height and width are not multiples of size");
     const int n = as_int(dy.shape(0), "batch size"), h = as_int(dy.shape(1) / sh, "height"),
               w = as_int(dy.shape(2) / sw, "width"), c = as_int(dy.shape(3), "channels");
-    farray dx = new_array({n, h, w, c});
+    farray dx = output(out_, {n, h, w, c}, "out", {{"dy", dy}});
     float* pdx = dx.mutable_data();
     const float* pdy = dy.data();
     without_gil([&] { cnnkit::upsampling2d_backward(pdx, pdy, n, h, w, c, sh, sw); });
@@ -232,28 +301,35 @@ farray upsampling2d_backward(const farray& dy, int sh, int sw) {
 
 // ---------------------------------------------------------------- dense
 farray dense_forward(const farray& x, const farray& w, const std::optional<farray>& b, bool naive,
-                     bool relu) {
+                     bool relu, const py::object& out_) {
     require_ndim(x, 2, "x");
     require_ndim(w, 2, "w");
     const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
     require(w.shape(0) == in, "w has shape " + shape_str(w) + " but x has " + std::to_string(in) + " features");
     const int out_features = as_int(w.shape(1), "units");
     if (b) require_shape(*b, {out_features}, "b");
-    farray y = new_array({batch, out_features});
+    farray y = b ? output(out_, {batch, out_features}, "out", {{"x", x}, {"w", w}, {"b", *b}})
+                 : output(out_, {batch, out_features}, "out", {{"x", x}, {"w", w}});
     float* out = y.mutable_data();
     const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
     without_gil([&] { (naive ? cnnkit::dense_forward_naive : cnnkit::dense_forward)(out, inp, wt, bias, batch, in, out_features, relu); });
     return y;
 }
 
-py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, bool naive, bool need_dx) {
+py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, bool naive, bool need_dx,
+                         const py::object& dx_out, const py::object& dw_out, const py::object& db_out) {
     require_ndim(x, 2, "x");
     require_ndim(w, 2, "w");
     const int batch = as_int(x.shape(0), "batch size"), in = as_int(x.shape(1), "input features");
     require(w.shape(0) == in, "w has shape " + shape_str(w) + " but x has " + std::to_string(in) + " features");
     const int out_features = as_int(w.shape(1), "units");
     require_shape(dy, {batch, out_features}, "dy");
-    farray dx = new_array({need_dx ? batch : 0, in}), dw = new_array({in, out_features}), db = new_array({out_features});
+    const std::initializer_list<Input> inputs = {{"dy", dy}, {"x", x}, {"w", w}};
+    farray dx = optional_dx(need_dx, dx_out, {batch, in}, inputs);
+    farray dw = output(dw_out, {in, out_features}, "dw_out", inputs);
+    farray db = output(db_out, {out_features}, "db_out", inputs);
+    require(!overlap(dw, db) && (!need_dx || (!overlap(dx, dw) && !overlap(dx, db))),
+            "dx_out, dw_out and db_out must not share memory");
     float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
     const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
     without_gil([&] { (naive ? cnnkit::dense_backward_naive : cnnkit::dense_backward)(pdx, pdw, pdb, pdy, inp, wt, batch, in, out_features); });
@@ -264,8 +340,8 @@ py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, boo
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
 template <void (*Kernel)(float*, const float*, int64_t)>
-farray elementwise(const farray& x) {
-    farray y = new_array(shape_of(x));
+farray elementwise(const farray& x, const py::object& out_) {
+    farray y = output(out_, shape_of(x), "out", {{"x", x}});
     float* out = y.mutable_data();
     const float* inp = x.data();
     const int64_t n = x.size();
@@ -274,9 +350,9 @@ farray elementwise(const farray& x) {
 }
 
 template <void (*Kernel)(float*, const float*, const float*, int64_t)>
-farray elementwise_backward(const farray& dy, const farray& y) {
+farray elementwise_backward(const farray& dy, const farray& y, const py::object& out_) {
     require_shape(dy, shape_of(y), "dy");
-    farray dx = new_array(shape_of(y));
+    farray dx = output(out_, shape_of(y), "out", {{"dy", dy}, {"y", y}});
     float* pdx = dx.mutable_data();
     const float *pdy = dy.data(), *out = y.data();
     const int64_t n = y.size();
@@ -291,19 +367,19 @@ std::pair<int64_t, int> rows_cols(const farray& a) {
     return {a.size() / cols, cols};
 }
 
-farray softmax_forward(const farray& x) {
+farray softmax_forward(const farray& x, const py::object& out_) {
     const auto [rows, cols] = rows_cols(x);
-    farray y = new_array(shape_of(x));
+    farray y = output(out_, shape_of(x), "out", {{"x", x}});
     float* out = y.mutable_data();
     const float* inp = x.data();
     without_gil([&] { cnnkit::softmax_forward(out, inp, rows, cols); });
     return y;
 }
 
-farray softmax_backward(const farray& dy, const farray& y) {
+farray softmax_backward(const farray& dy, const farray& y, const py::object& out_) {
     require_shape(dy, shape_of(y), "dy");
     const auto [rows, cols] = rows_cols(y);
-    farray dx = new_array(shape_of(y));
+    farray dx = output(out_, shape_of(y), "out", {{"dy", dy}, {"y", y}});
     float* pdx = dx.mutable_data();
     const float *pdy = dy.data(), *out = y.data();
     without_gil([&] { cnnkit::softmax_backward(pdx, pdy, out, rows, cols); });
@@ -312,7 +388,7 @@ farray softmax_backward(const farray& dy, const farray& y) {
 
 // ---------------------------------------------------------------- losses
 py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray>& onehot,
-                                const std::optional<larray>& labels) {
+                                const std::optional<larray>& labels, const py::object& out_) {
     require_ndim(logits, 2, "logits");
     require(onehot.has_value() != labels.has_value(), "give exactly one of onehot and labels");
     const int64_t batch = as_int(logits.shape(0), "batch size");
@@ -326,7 +402,8 @@ py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray
                 throw py::value_error("label " + std::to_string(l[i]) + " is outside [0, " +
                                       std::to_string(k) + ")");
     }
-    farray dlogits = new_array({batch, k});
+    farray dlogits = onehot ? output(out_, {batch, k}, "out", {{"logits", logits}, {"onehot", *onehot}})
+                            : output(out_, {batch, k}, "out", {{"logits", logits}, {"labels", *labels}});
     float* pd = dlogits.mutable_data();
     const float *pl = logits.data(), *po = onehot ? onehot->data() : nullptr;
     const int64_t* pi = labels ? labels->data() : nullptr;
@@ -335,10 +412,10 @@ py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray
     return py::make_tuple(loss, dlogits);
 }
 
-py::tuple mean_squared_error(const farray& y_true, const farray& y_pred) {
+py::tuple mean_squared_error(const farray& y_true, const farray& y_pred, const py::object& out_) {
     require_shape(y_true, shape_of(y_pred), "y_true");
     require(y_pred.size() > 0, "y_pred is empty");
-    farray grad = new_array(shape_of(y_pred));
+    farray grad = output(out_, shape_of(y_pred), "out", {{"y_true", y_true}, {"y_pred", y_pred}});
     float* pg = grad.mutable_data();
     const float *pp = y_pred.data(), *pt = y_true.data();
     const int64_t n = y_pred.size();
@@ -347,11 +424,12 @@ py::tuple mean_squared_error(const farray& y_true, const farray& y_pred) {
     return py::make_tuple(loss, grad);
 }
 
-py::tuple binary_crossentropy(const farray& y_true, const farray& y_pred, float eps) {
+py::tuple binary_crossentropy(const farray& y_true, const farray& y_pred, float eps,
+                              const py::object& out_) {
     require_shape(y_true, shape_of(y_pred), "y_true");
     require(y_pred.size() > 0, "y_pred is empty");
     require(eps >= 0.0f && eps < 0.5f, "epsilon must be in [0, 0.5)");
-    farray grad = new_array(shape_of(y_pred));
+    farray grad = output(out_, shape_of(y_pred), "out", {{"y_true", y_true}, {"y_pred", y_pred}});
     float* pg = grad.mutable_data();
     const float *pp = y_pred.data(), *pt = y_true.data();
     const int64_t n = y_pred.size();
@@ -411,33 +489,39 @@ PYBIND11_MODULE(_core, m) {
     const auto nc = [](const char* name) { return py::arg(name).noconvert(); };
     const auto opt = [](const char* name) { return py::arg(name).noconvert().none(true); };
 
+    const auto out = [](const char* name) { return py::arg(name) = py::none(); };
+
     m.def("conv2d_forward", &conv2d_forward, nc("x"), nc("w"), opt("b"), "sh"_a, "sw"_a, "pt"_a,
-          "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false, py::arg("relu") = false);
+          "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false, py::arg("relu") = false, out("out"));
     m.def("conv2d_backward", &conv2d_backward, nc("dy"), nc("x"), nc("w"), "sh"_a, "sw"_a, "pt"_a,
-          "pl"_a, py::arg("naive") = false, py::arg("need_dx") = true);
+          "pl"_a, py::arg("naive") = false, py::arg("need_dx") = true, out("dx_out"), out("dw_out"),
+          out("db_out"));
     m.def("maxpool2d_forward", &maxpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
-          "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false);
+          "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false, out("out"), out("argmax_out"));
     m.def("maxpool2d_backward", &maxpool2d_backward, nc("dy"), nc("x"), "kh"_a, "kw"_a, "sh"_a,
-          "sw"_a, "pt"_a, "pl"_a);
+          "sw"_a, "pt"_a, "pl"_a, out("out"));
     m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a,
-          "kh"_a = 0, "kw"_a = 0, "sh"_a = 0, "sw"_a = 0, "pt"_a = 0, "pl"_a = 0);
-    m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a);
-    m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a);
+          "kh"_a = 0, "kw"_a = 0, "sh"_a = 0, "sw"_a = 0, "pt"_a = 0, "pl"_a = 0, out("out"));
+    m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a, out("out"));
+    m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a, out("out"));
     m.def("dense_forward", &dense_forward, nc("x"), nc("w"), opt("b"), py::arg("naive") = false,
-          py::arg("relu") = false);
+          py::arg("relu") = false, out("out"));
     m.def("dense_backward", &dense_backward, nc("dy"), nc("x"), nc("w"), py::arg("naive") = false,
-          py::arg("need_dx") = true);
+          py::arg("need_dx") = true, out("dx_out"), out("dw_out"), out("db_out"));
 
-    m.def("relu_forward", &elementwise<cnnkit::relu_forward>, nc("x"));
-    m.def("relu_backward", &elementwise_backward<cnnkit::relu_backward>, nc("dy"), nc("y"));
-    m.def("sigmoid_forward", &elementwise<cnnkit::sigmoid_forward>, nc("x"));
-    m.def("sigmoid_backward", &elementwise_backward<cnnkit::sigmoid_backward>, nc("dy"), nc("y"));
-    m.def("softmax_forward", &softmax_forward, nc("x"));
-    m.def("softmax_backward", &softmax_backward, nc("dy"), nc("y"));
+    m.def("relu_forward", &elementwise<cnnkit::relu_forward>, nc("x"), out("out"));
+    m.def("relu_backward", &elementwise_backward<cnnkit::relu_backward>, nc("dy"), nc("y"), out("out"));
+    m.def("sigmoid_forward", &elementwise<cnnkit::sigmoid_forward>, nc("x"), out("out"));
+    m.def("sigmoid_backward", &elementwise_backward<cnnkit::sigmoid_backward>, nc("dy"), nc("y"),
+          out("out"));
+    m.def("softmax_forward", &softmax_forward, nc("x"), out("out"));
+    m.def("softmax_backward", &softmax_backward, nc("dy"), nc("y"), out("out"));
 
-    m.def("softmax_cross_entropy", &softmax_cross_entropy, nc("logits"), opt("onehot"), opt("labels"));
-    m.def("mean_squared_error", &mean_squared_error, nc("y_true"), nc("y_pred"));
-    m.def("binary_crossentropy", &binary_crossentropy, nc("y_true"), nc("y_pred"), "epsilon"_a);
+    m.def("softmax_cross_entropy", &softmax_cross_entropy, nc("logits"), opt("onehot"), opt("labels"),
+          out("out"));
+    m.def("mean_squared_error", &mean_squared_error, nc("y_true"), nc("y_pred"), out("out"));
+    m.def("binary_crossentropy", &binary_crossentropy, nc("y_true"), nc("y_pred"), "epsilon"_a,
+          out("out"));
 
     m.def("adam_update", &adam_update, nc("param"), nc("grad"), nc("m"), nc("v"), "step"_a,
           "learning_rate"_a, "beta_1"_a, "beta_2"_a, "epsilon"_a);

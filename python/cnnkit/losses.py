@@ -59,16 +59,17 @@ class _Crossentropy(Loss):
         self.from_logits = bool(from_logits)
         self.fuses_softmax = not self.from_logits
 
-    def value_and_grad(self, y_true, y_pred):
+    def value_and_grad(self, y_true, y_pred, out=None):
         if self.from_logits:
-            return self.from_logits_value_and_grad(y_true, y_pred)
+            return self.from_logits_value_and_grad(y_true, y_pred, out=out)
         return self._on_probabilities(y_true, y_pred)
 
-    def from_logits_value_and_grad(self, y_true, logits):
+    def from_logits_value_and_grad(self, y_true, logits, out=None):
         shape = logits.shape
         logits = logits.reshape(-1, shape[-1])
         onehot, labels = (None, y_true.reshape(-1)) if self.sparse else (y_true.reshape(logits.shape), None)
-        loss, dlogits = _core.softmax_cross_entropy(logits, onehot, labels)
+        out = None if out is None else out.reshape(logits.shape)
+        loss, dlogits = _core.softmax_cross_entropy(logits, onehot, labels, out=out)
         return loss, dlogits.reshape(shape)
 
     def _on_probabilities(self, y_true, y_pred):
@@ -135,8 +136,8 @@ class BinaryCrossentropy(Loss):
                              "model with a sigmoid")
         self.from_logits = False
 
-    def value_and_grad(self, y_true, y_pred):
-        return _core.binary_crossentropy(y_true, y_pred, EPSILON)
+    def value_and_grad(self, y_true, y_pred, out=None):
+        return _core.binary_crossentropy(y_true, y_pred, EPSILON, out=out)
 
     def get_config(self):
         return {"name": self.name, "from_logits": False}
@@ -146,8 +147,8 @@ class MeanSquaredError(Loss):
     """The mean of the squared differences over every element (Keras: over the last axis, then
     over the batch: the same number)."""
 
-    def value_and_grad(self, y_true, y_pred):
-        return _core.mean_squared_error(y_true, y_pred)
+    def value_and_grad(self, y_true, y_pred, out=None):
+        return _core.mean_squared_error(y_true, y_pred, out=out)
 
 
 _NAMES = {CategoricalCrossentropy: "categorical_crossentropy",
@@ -156,6 +157,7 @@ _NAMES = {CategoricalCrossentropy: "categorical_crossentropy",
 _BY_NAME = {name: cls for cls, name in _NAMES.items()}
 _BY_NAME["mse"] = MeanSquaredError
 _CLASSES = {cls.__name__: cls for cls in _NAMES}
+BUILT_IN = frozenset(_NAMES)  # their value_and_grad take out=, a buffer for the gradient
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False):

@@ -97,6 +97,13 @@ class Sequential(Trainer, Layer):
             else:
                 layer.input_grad_needed = needed or i > 0
 
+    def _set_workspaces(self, on):
+        """Workspaces on or off in every layer (see layers/base.py): on only for the length of
+        a step whose arrays the trainer does not hand out."""
+        self._reuse = on
+        for layer in self._layers:
+            layer._set_workspaces(on)
+
     def backward(self, dy):
         for layer in reversed(self._layers):
             dy = layer.backward(dy)

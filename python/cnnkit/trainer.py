@@ -2,7 +2,11 @@
 *_on_batch functions.
 
 Data are converted once per call (x to C-contiguous float32, y by the loss), never per batch;
-batches are then slices or index gathers of those arrays, which the layers trust. Shuffling uses
+batches are then slices or index gathers of those arrays, which the layers trust. A training or
+test step runs with the layers' workspaces on (layers/base.py): the batch gathers, the layers'
+outputs and gradients and the loss gradient go to buffers reused from step to step, so a warm
+step allocates no array; only floats leave a step (the logs), and predict copies each batch's
+outputs into the array it returns. Shuffling uses
 the model's own generator (seeded from the global one, saved with the model), so a resumed fit
 shuffles exactly as an uninterrupted one.
 """
@@ -14,6 +18,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers, utils
 from .callbacks import CallbackList
+from .layers.base import Workspaces
 
 __all__ = ["Trainer"]
 
@@ -28,6 +33,8 @@ class Trainer:
         self._metrics = None  # made on first use, when the output shape is known
         self._loss_tracker = metrics_module.Mean("loss")
         self._shuffler = None
+        self._step_buffers = Workspaces()  # batch gathers and the loss gradient, by batch size
+        self._loss_out = False
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -64,6 +71,8 @@ class Trainer:
                              for m in self._metric_ids]
             # Softmax fused with cross-entropy: the loss then reads the last layer's logits.
             self._fused = self.loss.fuses_softmax and self.output_activation == "softmax"
+            # cnnkit's own losses write their gradient into a buffer (out=); a user's may not.
+            self._loss_out = type(self.loss) in losses_module.BUILT_IN
 
     def _reset_metrics(self):
         for metric in self.metrics:
@@ -111,19 +120,27 @@ class Trainer:
             self._shuffler.bit_generator.state = state
 
     # ------------------------------------------------------------ one batch
-    def _loss_and_backward(self, y, out):
+    def _loss_grad(self, y, out):
+        """(loss, gradient) of this batch: with respect to the logits when softmax is fused with
+        the loss, else to the output; the gradient in a reused buffer for cnnkit's losses."""
+        pred = self.logits if self._fused else out
+        kwargs = {}
+        if self._loss_out:
+            kwargs["out"] = self._step_buffers(len(pred))("dloss", pred.shape)
         if self._fused:
-            loss, dlogits = self.loss.from_logits_value_and_grad(y, self.logits)
-            self.backward_from_logits(dlogits)
+            return self.loss.from_logits_value_and_grad(y, pred, **kwargs)
+        return self.loss.value_and_grad(y, pred, **kwargs)
+
+    def _loss_and_backward(self, y, out):
+        loss, grad = self._loss_grad(y, out)
+        if self._fused:
+            self.backward_from_logits(grad)
         else:
-            loss, dout = self.loss.value_and_grad(y, out)
-            self.backward(dout)
+            self.backward(grad)
         return loss
 
     def _batch_loss(self, y, out):
-        if self._fused:
-            return self.loss.from_logits_value_and_grad(y, self.logits)[0]
-        return self.loss.value_and_grad(y, out)[0]
+        return self._loss_grad(y, out)[0]
 
     def _update_metrics(self, loss, y, out):
         self._loss_tracker.update_state(loss, len(y))
@@ -132,14 +149,28 @@ class Trainer:
 
     def _train_batch(self, x, y):
         self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
-        out = self.forward(x, training=True)
-        loss = self._loss_and_backward(y, out)
-        self.optimizer.apply(self._trainable_grads(), self.trainable_weights)
-        self._update_metrics(loss, y, out)
+        self._set_workspaces(True)
+        try:
+            out = self.forward(x, training=True)
+            loss = self._loss_and_backward(y, out)
+            self.optimizer.apply(self._trainable_grads(), self.trainable_weights)
+            self._update_metrics(loss, y, out)
+        finally:
+            self._set_workspaces(False)
 
     def _test_batch(self, x, y):
-        out = self.forward(x, training=False)
-        self._update_metrics(self._batch_loss(y, out), y, out)
+        self._set_workspaces(True)
+        try:
+            out = self.forward(x, training=False)
+            self._update_metrics(self._batch_loss(y, out), y, out)
+        finally:
+            self._set_workspaces(False)
+
+    def _gather(self, data, indices, name):
+        """data[indices] into a buffer reused while the batch size stays the same."""
+        shape = (len(indices),) + data.shape[1:]
+        out = self._step_buffers(len(indices))(name, shape, data.dtype)
+        return np.take(data, indices, axis=0, out=out, mode="clip")  # 'raise' would copy
 
     # ------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -181,9 +212,11 @@ class Trainer:
             for step in range(steps):
                 cbs.on_train_batch_begin(step)
                 batch = slice(step * batch_size, (step + 1) * batch_size)
-                if order is not None:
-                    batch = order[batch]
-                self._train_batch(x[batch], y[batch])
+                if order is None:
+                    self._train_batch(x[batch], y[batch])
+                else:  # the indices are a permutation: 'clip' never clips
+                    self._train_batch(self._gather(x, order[batch], "x"),
+                                      self._gather(y, order[batch], "y"))
                 logs = self._logs()
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
@@ -247,11 +280,15 @@ class Trainer:
         for step in range(steps):
             cbs.on_predict_batch_begin(step)
             start = step * batch_size
-            out = self.forward(x[start:start + batch_size], training=False)
+            self._set_workspaces(True)  # out is copied below, before the next batch
+            try:
+                out = self.forward(x[start:start + batch_size], training=False)
+            finally:
+                self._set_workspaces(False)
             if outputs is None:  # allocated once the first batch shows the output's shape
                 outputs = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
             outputs[start:start + len(out)] = out
-            cbs.on_predict_batch_end(step, {"outputs": out})
+            cbs.on_predict_batch_end(step, {"outputs": outputs[start:start + len(out)]})
         cbs.on_predict_end()
         return outputs
 

@@ -8,12 +8,18 @@ A layer's contract:
   backward(dy)             returns dx and sets self.grads, aligned with self.weights.
   compute_output_shape(s)  the output shape for input shape s (None for unknown sizes).
 layer(x, training=False) checks and converts x, builds on first use, and runs forward.
+
+Workspaces: during a training step, evaluate and predict, the model turns them on
+(_set_workspaces) and a layer writes the arrays it makes into buffers it keeps, one set per
+input shape (the two most recent), so that a warm step allocates no array. The buffers are
+overwritten by the next step: nothing that outlives a step may point into them, which is why
+they are off for a direct layer(x) or model(x) call, whose result belongs to the caller.
 """
 import re
 
 import numpy as np
 
-__all__ = ["Layer", "shape_str"]
+__all__ = ["Layer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
 
 _REGISTRY = {}   # class name -> class, for from_config; every subclass registers itself
 _NAME_COUNTS = {}
@@ -40,6 +46,41 @@ def get_layer_class(class_name, custom_objects=None):
     if cls is None:
         raise ValueError(f"Unknown layer class {class_name!r}; pass it in custom_objects")
     return cls
+
+
+class Buffers(dict):
+    """Named arrays reused from call to call: buffers(name, shape) is the same array each time
+    (made anew only when the shape or dtype changes). Contents are not kept: the caller
+    overwrites them."""
+
+    def __call__(self, name, shape, dtype=np.float32):
+        array = self.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self[name] = np.empty(shape, dtype)
+        return array
+
+
+def NO_BUFFERS(name, shape, dtype=np.float32):
+    """Buffers when workspaces are off: None, so that each kernel makes a new array."""
+    return None
+
+
+class Workspaces:
+    """Buffers per input shape, the `keep` most recently used: a new batch size (the last,
+    partial batch of an epoch) gets its own, and alternating between two sizes reuses both."""
+
+    def __init__(self, keep=2):
+        self.keep = keep
+        self._by_shape = {}  # insertion order = least recently used first
+
+    def __call__(self, shape):
+        buffers = self._by_shape.pop(shape, None)
+        if buffers is None:
+            buffers = Buffers()
+            if len(self._by_shape) >= self.keep:
+                del self._by_shape[next(iter(self._by_shape))]
+        self._by_shape[shape] = buffers
+        return buffers
 
 
 class Layer:
@@ -140,6 +181,29 @@ class Layer:
     # trained): a layer may then skip computing it and return None. Set by Sequential.
     input_grad_needed = True
 
+    # ------------------------------------------------------------ workspaces
+    _reuse = False  # set by _set_workspaces, for the length of a step
+
+    def _set_workspaces(self, on):
+        self._reuse = on
+
+    def _buffers(self, shape):
+        """Buffers for the arrays made from an input of this shape, or NO_BUFFERS when
+        workspaces are off."""
+        if not self._reuse:
+            return NO_BUFFERS
+        if "_workspaces" not in self.__dict__:
+            self._workspaces = Workspaces()
+        return self._workspaces(shape)
+
+    def _grad_buffers(self):
+        """Buffers for the weight gradients (their shapes do not depend on the batch)."""
+        if not self._reuse:
+            return NO_BUFFERS
+        if "_grad_workspace" not in self.__dict__:
+            self._grad_workspace = Buffers()
+        return self._grad_workspace
+
     # ------------------------------------------------------------ weights
     grads = ()  # set by backward, aligned with weights
 
@@ -213,6 +277,7 @@ class ActivationMixin:
         self.activation = activations.serialize(activation)
         self._act = activations.kernels(self.activation)
         self.logits = None
+        self._buf = NO_BUFFERS
 
     @property
     def output_activation(self):
@@ -224,14 +289,19 @@ class ActivationMixin:
         kernel's output is then already the activation, kept for the backward pass."""
         return self.activation == "relu"
 
-    def _activate(self, z, fused=False):
+    def _activate(self, z, fused=False, buffers=NO_BUFFERS):
+        """The activation of z, into buffers("act") when workspaces are on; backward's buffers
+        are those of this forward pass."""
+        self._buf = buffers
         if self._act is None or fused:
             self._y = z
             return z
         if self.activation == "softmax":
             self.logits = z
-        self._y = self._act[0](z)
+        self._y = self._act[0](z, out=buffers("act", z.shape))
         return self._y
 
     def _deactivate(self, dy):
-        return dy if self._act is None else self._act[1](dy, self._y)
+        if self._act is None:
+            return dy
+        return self._act[1](dy, self._y, out=self._buf("dact", self._y.shape))

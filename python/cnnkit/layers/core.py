@@ -57,15 +57,20 @@ class Dense(ActivationMixin, Layer):
     def forward(self, x, training=False):
         # More than 2-D: the kernel applies to the last axis (a reshape, no copy).
         self._x = x.reshape(-1, x.shape[-1])
-        z = _core.dense_forward(self._x, self.kernel, self.bias, relu=self._fuses_relu)
-        return self._activate(z.reshape(x.shape[:-1] + (self.units,)), fused=self._fuses_relu)
+        buffers = self._buffers(x.shape)
+        z = _core.dense_forward(self._x, self.kernel, self.bias, relu=self._fuses_relu,
+                                out=buffers("z", (len(self._x), self.units)))
+        return self._activate(z.reshape(x.shape[:-1] + (self.units,)), self._fuses_relu, buffers)
 
     def backward(self, dy):
         return self.backward_from_logits(self._deactivate(dy))
 
     def backward_from_logits(self, dz):
-        dx, dw, db = _core.dense_backward(dz.reshape(-1, self.units), self._x, self.kernel,
-                                          need_dx=self.input_grad_needed)
+        need_dx, grads = self.input_grad_needed, self._grad_buffers()
+        dx, dw, db = _core.dense_backward(
+            dz.reshape(-1, self.units), self._x, self.kernel, need_dx=need_dx,
+            dx_out=self._buf("dx", self._x.shape) if need_dx else None,
+            dw_out=grads("kernel", self.kernel.shape), db_out=grads("bias", (self.units,)))
         self.grads = [dw, db] if self.use_bias else [dw]
         return None if dx is None else dx.reshape(dz.shape[:-1] + (dx.shape[-1],))
 
@@ -84,7 +89,7 @@ class Activation(ActivationMixin, Layer):
         self._set_activation(activation)
 
     def forward(self, x, training=False):
-        return self._activate(x)
+        return self._activate(x, buffers=self._buffers(x.shape))
 
     def backward(self, dy):
         return self._deactivate(dy)

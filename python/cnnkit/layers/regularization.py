@@ -33,12 +33,15 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._scale = None
             return x
-        keep = self._generator.random(x.shape, dtype=np.float32) >= self.rate
-        self._scale = keep * np.float32(1 / (1 - self.rate))
-        return x * self._scale
+        buffers = self._buffers(x.shape)
+        self._dx = buffers("dx", x.shape)
+        draw = self._generator.random(x.shape, dtype=np.float32, out=buffers("scale", x.shape))
+        keep = np.greater_equal(draw, self.rate, out=buffers("keep", x.shape, np.bool_))
+        self._scale = np.multiply(keep, np.float32(1 / (1 - self.rate)), out=draw)
+        return np.multiply(x, self._scale, out=buffers("y", x.shape))
 
     def backward(self, dy):
-        return dy if self._scale is None else dy * self._scale
+        return dy if self._scale is None else np.multiply(dy, self._scale, out=self._dx)
 
     def get_state(self):
         return {"generator": self._generator.bit_generator.state if self._generator else None}

@@ -2,7 +2,7 @@
 import math
 
 from .. import _args, _core
-from .base import Layer, shape_str
+from .base import NO_BUFFERS, Layer, shape_str
 
 __all__ = ["Flatten", "Reshape", "UpSampling2D"]
 
@@ -71,16 +71,20 @@ class UpSampling2D(Layer):
             raise ValueError(f"UpSampling2D: only interpolation='nearest' is supported, got "
                              f"{interpolation!r}")
         self.size = _args.pair(size, "size", "UpSampling2D")
+        self._buf = NO_BUFFERS
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         return (n, None if h is None else h * self.size[0], None if w is None else w * self.size[1], c)
 
     def forward(self, x, training=False):
-        return _core.upsampling2d_forward(x, *self.size)
+        (sh, sw), self._buf = self.size, self._buffers(x.shape)
+        n, h, w, c = x.shape
+        return _core.upsampling2d_forward(x, sh, sw, out=self._buf("y", (n, h * sh, w * sw, c)))
 
     def backward(self, dy):
-        return _core.upsampling2d_backward(dy, *self.size)
+        (sh, sw), (n, h, w, c) = self.size, dy.shape
+        return _core.upsampling2d_backward(dy, sh, sw, out=self._buf("dx", (n, h // sh, w // sw, c)))
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "interpolation": "nearest"}
