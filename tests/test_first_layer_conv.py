@@ -1,0 +1,120 @@
+"""The few-input-channel convolution (C <= 16, OC > 4: a CIFAR-10 CNN's first layer), which reads
+the input in place instead of packing im2col patches, against the naive C++ kernels and
+cnnkit.reference: strides, 'same' padding with even kernels, 1-16 input channels, output
+channels that are not whole register tiles, no bias, fused ReLU, with and without the input
+gradient, 1 and 2 threads, every micro-kernel instruction set this CPU runs."""
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import _args, _core, reference
+
+
+def runnable_isas():
+    start, found = _core.simd_isa(), []
+    for isa in ("generic", "avx2", "avx512"):
+        try:
+            _core.set_simd_isa(isa)
+            found.append(isa)
+        except ValueError:
+            pass
+    _core.set_simd_isa(start)
+    return found
+
+
+@pytest.fixture(params=[(isa, t) for isa in runnable_isas() for t in (1, 2)],
+                ids=lambda p: f"{p[0]}-{p[1]}thr")
+def isa_threads(request):
+    isa, threads = request.param
+    old_isa, old_threads = _core.simd_isa(), cnnkit.get_num_threads()
+    _core.set_simd_isa(isa)
+    cnnkit.set_num_threads(threads)
+    yield
+    _core.set_simd_isa(old_isa)
+    cnnkit.set_num_threads(old_threads)
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def close(a, b, tol=1e-4):
+    scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale)
+
+
+# (N, H, W, C, KH, KW, OC, strides, padding). Output rows shorter and longer than a 6-pixel tile,
+# OC below, at and past 16-channel tiles, 'same' padding on every side, even kernels, strides.
+CASES = [
+    (4, 32, 32, 3, 3, 3, 32, (1, 1), "valid"),   # the CIFAR-10 CNN's first layer
+    (1, 32, 32, 3, 3, 3, 32, (1, 1), "same"),
+    (2, 9, 11, 1, 3, 3, 5, (1, 1), "valid"),
+    (1, 7, 8, 2, 3, 3, 16, (1, 1), "same"),
+    (2, 10, 9, 3, 4, 4, 17, (2, 2), "same"),
+    (1, 13, 12, 4, 5, 5, 40, (3, 3), "valid"),
+    (2, 6, 7, 4, 2, 2, 8, (1, 2), "same"),
+    (1, 5, 5, 3, 5, 5, 33, (1, 1), "valid"),     # one output pixel
+    (3, 8, 20, 3, 3, 3, 24, (2, 1), "same"),
+    (1, 4, 3, 1, 1, 1, 7, (1, 1), "valid"),      # 1x1 kernel, K = 1
+    (2, 12, 14, 2, 3, 2, 31, (3, 2), "same"),
+    (2, 9, 10, 5, 3, 3, 20, (1, 1), "same"),
+    (1, 11, 9, 8, 2, 3, 16, (2, 1), "same"),
+    (2, 8, 8, 16, 3, 3, 12, (1, 1), "valid"),
+    (1, 6, 6, 17, 3, 3, 16, (1, 1), "same"),      # C > 16: the GEMM again
+    (1, 6, 6, 3, 3, 3, 1, (1, 1), "same"),       # OC <= 4: the few-output-channel path
+]
+
+
+@pytest.mark.parametrize("n,h,w,c,kh,kw,oc,strides,padding", CASES)
+def test_few_channel_conv_matches_naive(isa_threads, n, h, w, c, kh, kw, oc, strides, padding):
+    rng = np.random.default_rng(n + 7 * h + 31 * c + 101 * oc + 1009 * kh)
+    x, k, b = rand(rng, n, h, w, c), rand(rng, kh, kw, c, oc), rand(rng, oc)
+    g = _args.conv_geometry(x.shape, k.shape, strides, padding, "test")
+    geo = (g.SH, g.SW, g.PT, g.PL)
+    for bias in (b, None):
+        for relu in (False, True):
+            y = _core.conv2d_forward(x, k, bias, *geo, g.OH, g.OW, relu=relu)
+            close(y, _core.conv2d_forward(x, k, bias, *geo, g.OH, g.OW, naive=True, relu=relu))
+    close(_core.conv2d_forward(x, k, b, *geo, g.OH, g.OW),
+          reference.conv2d_forward(x, k, b, strides=strides, padding=padding))
+    dy = rand(rng, n, g.OH, g.OW, oc)
+    naive = _core.conv2d_backward(dy, x, k, *geo, naive=True)
+    got = _core.conv2d_backward(dy, x, k, *geo)
+    for a, r in zip(got, naive):
+        assert a.shape == r.shape
+        close(a, r)
+    dx, dw, db = _core.conv2d_backward(dy, x, k, *geo, need_dx=False)
+    assert dx is None
+    close(dw, naive[1])
+    close(db, naive[2])
+    want = reference.conv2d_backward(dy, x, k, strides=strides, padding=padding)
+    for a, r in zip(got, want):
+        close(a, r, 1e-3)
+
+
+def test_few_channel_conv_relu_keeps_nan(isa_threads):
+    x = np.zeros((1, 5, 5, 3), np.float32)
+    x[0, 2, 2, 1] = np.nan
+    k = np.ones((1, 1, 3, 20), np.float32)
+    b = np.full(20, -1.0, np.float32)
+    y = _core.conv2d_forward(x, k, b, 1, 1, 0, 0, 5, 5, relu=True)
+    assert np.isnan(y[0, 2, 2]).all()
+    assert (np.nan_to_num(y, nan=0.0) == 0).all()
+
+
+def test_few_channel_conv_threads_agree():
+    """The weight gradient sums per-thread partials: 1 and 2 threads agree to rounding."""
+    rng = np.random.default_rng(3)
+    x, k = rand(rng, 16, 32, 32, 3), rand(rng, 3, 3, 3, 32)
+    dy = rand(rng, 16, 30, 30, 32)
+    old = cnnkit.get_num_threads()
+    try:
+        out = []
+        for t in (1, 2):
+            cnnkit.set_num_threads(t)
+            out.append(_core.conv2d_backward(dy, x, k, 1, 1, 0, 0, need_dx=False))
+    finally:
+        cnnkit.set_num_threads(old)
+    close(out[0][1], out[1][1])
+    close(out[0][2], out[1][2])
