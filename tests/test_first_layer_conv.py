@@ -11,30 +11,6 @@ import cnnkit
 from cnnkit import _args, _core, reference
 
 
-def runnable_isas():
-    start, found = _core.simd_isa(), []
-    for isa in ("generic", "avx2", "avx512"):
-        try:
-            _core.set_simd_isa(isa)
-            found.append(isa)
-        except ValueError:
-            pass
-    _core.set_simd_isa(start)
-    return found
-
-
-@pytest.fixture(params=[(isa, t) for isa in runnable_isas() for t in (1, 2)],
-                ids=lambda p: f"{p[0]}-{p[1]}thr")
-def isa_threads(request):
-    isa, threads = request.param
-    old_isa, old_threads = _core.simd_isa(), cnnkit.get_num_threads()
-    _core.set_simd_isa(isa)
-    cnnkit.set_num_threads(threads)
-    yield
-    _core.set_simd_isa(old_isa)
-    cnnkit.set_num_threads(old_threads)
-
-
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
