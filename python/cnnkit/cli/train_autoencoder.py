@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 from cnnkit.callbacks import Callback, ProgbarLogger
-from cnnkit.cli.train_cifar10 import EpochTimer, _positive, prepare_run
+from cnnkit.cli.train_cifar10 import EpochTimer, _positive, add_training_options, prepare_run
 
 DEFAULT_SAVE = "cifar10_autoencoder.cnnkit"
 SAMPLES = 10     # images in the --samples grid
@@ -35,23 +35,10 @@ def add_parser(subparsers):
         description="Train cnnkit.models.conv_autoencoder on CIFAR-10 (each image its own target, "
                     "Adam, mean squared error), print test MSE and PSNR each epoch, save the model "
                     "and optionally a PNG of test images above their reconstructions.")
-    parser.add_argument("--epochs", type=_positive, default=10, help="passes over the training set (default 10)")
+    add_training_options(parser, DEFAULT_SAVE)
     parser.add_argument("--code-size", type=_positive, default=256, help="length of the code (default 256)")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="images per step (default 64)")
-    parser.add_argument("--data", metavar="DIR", help="folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz "
-                        "(default: $CNNKIT_DATA, then ~/.cnnkit/datasets, then download)")
-    save = parser.add_mutually_exclusive_group()
-    save.add_argument("--save", metavar="FILE", default=DEFAULT_SAVE,
-                      help=f"where to save the trained autoencoder (default {DEFAULT_SAVE})")
-    save.add_argument("--no-save", action="store_true", help="do not save the model")
     parser.add_argument("--samples", metavar="FILE.png",
                         help=f"write the first {SAMPLES} test images above their reconstructions")
-    parser.add_argument("--seed", type=int, help="random seed, for a repeatable run (default: unseeded)")
-    parser.add_argument("--threads", type=_positive, help="OpenMP threads (default: all cores)")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                        help="0 silent, 1 progress bar, 2 one line per epoch (Keras' fit); default 1")
-    parser.add_argument("--limit", type=_positive, metavar="N",
-                        help="use only the first N training and N test images (quick trials)")
     parser.set_defaults(run=run)
     return parser
 

@@ -29,24 +29,29 @@ def add_parser(subparsers):
         "train-cifar10", help="train the classic Keras CIFAR-10 CNN",
         description="Train the classic Keras CIFAR-10 CNN (Conv32-Pool-Conv64-Pool-Dense128-Dense10, "
                     "Adam, categorical cross-entropy), print test accuracy and save the model.")
+    add_training_options(parser, DEFAULT_SAVE)
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="write training curves and the test confusion matrix (needs matplotlib)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_training_options(parser, default_save):
+    """The options every CIFAR-10 training command takes (prepare_run reads most of them)."""
     parser.add_argument("--epochs", type=_positive, default=10, help="passes over the training set (default 10)")
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per step (default 64)")
     parser.add_argument("--data", metavar="DIR", help="folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz "
                         "(default: $CNNKIT_DATA, then ~/.cnnkit/datasets, then download)")
     save = parser.add_mutually_exclusive_group()
-    save.add_argument("--save", metavar="FILE", default=DEFAULT_SAVE,
-                      help=f"where to save the trained model (default {DEFAULT_SAVE})")
+    save.add_argument("--save", metavar="FILE", default=default_save,
+                      help=f"where to save the trained model (default {default_save})")
     save.add_argument("--no-save", action="store_true", help="do not save the model")
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="write training curves and the test confusion matrix (needs matplotlib)")
     parser.add_argument("--seed", type=int, help="random seed, for a repeatable run (default: unseeded)")
     parser.add_argument("--threads", type=_positive, help="OpenMP threads (default: all cores)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="0 silent, 1 progress bar, 2 one line per epoch (Keras' fit); default 1")
     parser.add_argument("--limit", type=_positive, metavar="N",
                         help="use only the first N training and N test images (quick trials)")
-    parser.set_defaults(run=run)
-    return parser
 
 
 def _positive(text):

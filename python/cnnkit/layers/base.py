@@ -166,11 +166,12 @@ class Layer:
             self._check_input(x.shape)
         return self.forward(x, training=bool(training))
 
+    # Every layer defines these two; the base class only names the contract.
     def forward(self, x, training=False):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define forward(x, training)")
 
     def backward(self, dy):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define backward(dy)")
 
     # A layer ending in an activation (Dense, Conv2D, Activation, a Sequential) names it here,
     # so that a model can fuse softmax with cross-entropy: it then reads `logits` (the values
