@@ -141,7 +141,8 @@ def run(args, parser):
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         validation_data=(x_test, y_test), callbacks=[ProgbarLogger(), timer],
                         verbose=args.verbose)
-    loss, accuracy = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0)
+    # The last validation pass already evaluated the final weights on the whole test set.
+    loss, accuracy = history.history["val_loss"][-1], history.history["val_accuracy"][-1]
     print(f"Test loss: {loss:.4f}")
     print(f"Test accuracy: {accuracy:.4f}")
     say(f"Training took {sum(timer.seconds):.1f} s, {np.mean(timer.seconds):.1f} s per epoch")
