@@ -470,6 +470,14 @@ void sgd_update(farray param, const farray& grad, std::optional<farray> velocity
     without_gil([&] { cnnkit::sgd_update(pp, pv, pg, n, lr, momentum, nesterov); });
 }
 
+bool all_finite(const std::vector<farray>& arrays) {
+    bool ok = true;
+    without_gil([&] {
+        for (const auto& a : arrays) ok = ok && cnnkit::all_finite(a.data(), a.size());
+    });
+    return ok;
+}
+
 void set_num_threads(int n) {
     require(n >= 1, "the number of threads must be >= 1, got " + std::to_string(n));
     cnnkit::set_num_threads(n);
@@ -527,6 +535,8 @@ PYBIND11_MODULE(_core, m) {
           "learning_rate"_a, "beta_1"_a, "beta_2"_a, "epsilon"_a);
     m.def("sgd_update", &sgd_update, nc("param"), nc("grad"), opt("velocity"), "learning_rate"_a,
           "momentum"_a, "nesterov"_a);
+    m.def("all_finite", &all_finite, "arrays"_a,
+          "Whether every value of these float32 arrays is finite (no NaN, no infinity).");
 
     m.def("openmp_enabled", &cnnkit::openmp_enabled, "Whether the kernels were built with OpenMP.");
     m.def("get_num_threads", &cnnkit::get_num_threads, "Threads the kernels use.");

@@ -91,6 +91,9 @@ void adam_update(float* param, float* m, float* v, const float* grad, int64_t n,
 // Keras' SGD: plain when velocity is null, else momentum (optionally Nesterov), in place.
 void sgd_update(float* param, float* velocity, const float* grad, int64_t n, float lr,
                 float momentum, bool nesterov);
+// Whether none of the n values is NaN or infinite: the trainer's check of the gradients before
+// an update, so that a step that went non-finite leaves the weights as they were.
+bool all_finite(const float* x, int64_t n);
 
 // ---------------------------------------------------------------- runtime (runtime.cpp)
 bool openmp_enabled();

@@ -7,6 +7,7 @@
 #include "cnnkit.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace cnnkit {
 
@@ -64,6 +65,21 @@ void sgd_update(float* param, float* velocity, const float* grad, int64_t n, flo
             param[i] += velocity[i];
         }
     }
+}
+
+bool all_finite(const float* x, int64_t n) {
+    // x is (n,)
+    // On the bits, not std::isfinite, so that the test survives -ffinite-math-only: a float is
+    // NaN or infinite exactly when its exponent bits are all ones. An OR over the batch
+    // vectorises; one pass, no early exit, since the answer is almost always true.
+    constexpr uint32_t kExponent = 0x7f800000u;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, x + i, sizeof bits);
+        bad |= static_cast<uint32_t>((bits & kExponent) == kExponent);
+    }
+    return bad == 0;
 }
 
 }  // namespace cnnkit

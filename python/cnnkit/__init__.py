@@ -11,7 +11,12 @@ from . import activations, callbacks, datasets, initializers, layers, losses, me
 
 openmp_enabled = _core.openmp_enabled
 get_num_threads = _core.get_num_threads
-set_num_threads = _core.set_num_threads
+
+
+def set_num_threads(n):
+    """Threads the kernels use from now on (an integer >= 1), as torch.set_num_threads."""
+    from ._args import positive_int
+    _core.set_num_threads(positive_int(n, "n", "set_num_threads"))
 
 __all__ = [
     "__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads",

@@ -12,7 +12,7 @@ import time
 import warnings
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "Progbar", "EarlyStopping",
-           "ModelCheckpoint", "LambdaCallback"]
+           "ModelCheckpoint", "LambdaCallback", "TerminateOnNaN"]
 
 
 class Callback:
@@ -47,7 +47,13 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
         super().__init__()
+        if isinstance(callbacks, Callback):
+            raise TypeError("callbacks must be a list of Callback objects, e.g. callbacks=[cb]")
         self.callbacks = list(callbacks or [])
+        for c in self.callbacks:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks must be a list of cnnkit.callbacks.Callback objects, "
+                                f"got {type(c).__name__} ({c!r})")
         if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
             self.callbacks.append(ProgbarLogger())
         self.history = None
@@ -113,6 +119,17 @@ class LambdaCallback(Callback):
             if not name.startswith("on_") or not hasattr(Callback, name):
                 raise ValueError(f"LambdaCallback: unknown hook {name!r}")
             setattr(self, name, function)
+
+
+class TerminateOnNaN(Callback):
+    """Stops fit when the loss becomes NaN or infinite, as Keras' TerminateOnNaN. cnnkit's fit
+    already does this by default, and better: it stops before the update that would spoil the
+    weights (trainer.py). This class is here for Keras programs that pass it."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss) and self.model is not None:
+            self.model.stop_training = True
 
 
 # ---------------------------------------------------------------- progress bar

@@ -48,23 +48,42 @@ class MeanMetricWrapper(Metric):
 
 # ---------------------------------------------------------------- per-sample functions
 
+def _same_shape(y_true, y_pred, fn):
+    """Both as arrays of one shape: broadcasting two different shapes would give a number
+    that means nothing."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    for name, array in (("y_true", y_true), ("y_pred", y_pred)):
+        if array.dtype.kind not in "fiub":
+            raise TypeError(f"{fn}: {name} must be numeric, got dtype {array.dtype}")
+    if y_true.shape != y_pred.shape or y_true.ndim == 0:
+        raise ValueError(f"{fn}: y_true and y_pred must have the same shape with a batch axis, "
+                         f"got {y_true.shape} and {y_pred.shape}")
+    return y_true, y_pred
+
+
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    match = (np.asarray(y_pred) > threshold) == (np.asarray(y_true) > 0.5)
+    y_true, y_pred = _same_shape(y_true, y_pred, "binary_accuracy")
+    match = (y_pred > threshold) == (y_true > 0.5)
     return match.reshape(len(match), -1).mean(axis=1)
 
 
 def categorical_accuracy(y_true, y_pred):
+    y_true, y_pred = _same_shape(y_true, y_pred, "categorical_accuracy")
     return np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
-    labels = np.asarray(y_true)
-    if labels.ndim == np.ndim(y_pred):
+    labels, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if labels.ndim == y_pred.ndim and labels.shape[-1:] == (1,):
         labels = labels[..., 0]
+    if labels.shape != y_pred.shape[:-1]:
+        raise ValueError(f"sparse_categorical_accuracy: y_true must hold one class index per "
+                         f"prediction, shape {y_pred.shape[:-1]}, got {np.shape(y_true)}")
     return labels == np.argmax(y_pred, axis=-1)
 
 
 def mean_squared_error(y_true, y_pred):
+    y_true, y_pred = _same_shape(y_true, y_pred, "mean_squared_error")
     diff = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
     return (diff * diff).reshape(len(diff), -1).mean(axis=1)
 
@@ -76,6 +95,9 @@ def psnr_per_image(y_true, y_pred, max_val=1.0):
     """Peak signal-to-noise ratio of each image, in dB, as tf.image.psnr: for image i,
     mse_i = the mean of (y_pred - y_true)**2 over all its values (H, W and C; any shape after
     the batch axis), psnr_i = 20 log10(max_val) - 10 log10(mse_i); inf where mse_i is 0."""
+    if not isinstance(max_val, (int, float, np.number)) or not max_val > 0:
+        raise ValueError(f"psnr: max_val must be a positive number (the pixel range), got "
+                         f"{max_val!r}")
     with np.errstate(divide="ignore"):
         return 20 * np.log10(max_val) - 10 * np.log10(mean_squared_error(y_true, y_pred))
 

@@ -83,6 +83,9 @@ class Sequential(Trainer, Layer):
                              f"expected shape={shape_str(built)}, found shape={shape_str(shape)}")
 
     # ------------------------------------------------------------ running
+    def _own_layers(self):
+        return [self] + [own for layer in self._layers for own in layer._own_layers()]
+
     def forward(self, x, training=False):
         for layer in self._layers:
             x = layer.forward(x, training)

@@ -58,22 +58,57 @@ def _write(filepath, config, arrays, overwrite):
 
 
 def _read(filepath):
+    """(config, weights, optimizer slots) of a cnnkit file; anything else - truncated,
+    corrupted, another program's .npz, a newer format - is a ValueError naming the file."""
     path = os.fspath(filepath)
     try:
         with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files") or "config" not in archive.files:
+                raise ValueError("it holds no cnnkit config")
             config = json.loads(str(archive["config"]))
             arrays = {key: archive[key] for key in archive.files if key != "config"}
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except Exception as error:
-        raise ValueError(f"{path} is not a cnnkit model or weights file ({error})") from None
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {version!r}; this cnnkit ({__version__}) "
-                         f"reads versions up to {FORMAT_VERSION}")
-    weights = [arrays[f"weight_{i:04d}"] for i in range(len(arrays)) if f"weight_{i:04d}" in arrays]
-    slots = [arrays[f"opt_{i:04d}"] for i in range(len(arrays)) if f"opt_{i:04d}" in arrays]
+    except Exception as error:  # zipfile, zlib, json, numpy: a damaged or foreign file
+        raise ValueError(f"{path} is not a cnnkit model or weights file, or it is damaged "
+                         f"({type(error).__name__}: {error})") from None
+    _check_config(config, path)
+    weights = _numbered(arrays, "weight", path)
+    slots = _numbered(arrays, "opt", path)
+    if len(weights) + len(slots) != len(arrays):
+        extra = sorted(set(arrays) - {f"weight_{i:04d}" for i in range(len(weights))}
+                       - {f"opt_{i:04d}" for i in range(len(slots))})
+        raise ValueError(f"{path} holds arrays a cnnkit file does not: {extra[:5]}")
     return config, weights, slots
+
+
+def _check_config(config, path):
+    version = config.get("format_version") if isinstance(config, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} is not a cnnkit model or weights file (no format_version)")
+    if version > FORMAT_VERSION or version < 1:
+        raise ValueError(f"{path} has format_version {version!r}; this cnnkit ({__version__}) "
+                         f"reads versions 1 to {FORMAT_VERSION}")
+    model = config.get("model")
+    if (config.get("kind") not in ("model", "weights") or not isinstance(model, dict)
+            or not isinstance(model.get("class_name"), str)
+            or not isinstance(model.get("config"), dict)
+            or not isinstance(config.get("layers"), list)):
+        raise ValueError(f"{path}: the file's config is damaged (kind, model or layers missing)")
+
+
+def _numbered(arrays, prefix, path):
+    """arrays prefix_0000, prefix_0001, ... in order, each a real float array. Byte order is
+    the file's own (np.load keeps it): set_weights converts, so a file written on a machine of
+    the other endianness loads the same values."""
+    found = []
+    while f"{prefix}_{len(found):04d}" in arrays:
+        array = arrays[f"{prefix}_{len(found):04d}"]
+        if array.dtype.kind != "f":
+            raise ValueError(f"{path}: {prefix}_{len(found):04d} has dtype {array.dtype}, "
+                             "expected floating-point values")
+        found.append(array)
+    return found
 
 
 def _base_config(model, kind):
@@ -114,6 +149,9 @@ def _set_weights(model, config, weights, path):
     """Checks the file's layers against the model's (class and shapes, in order; names may
     differ) before touching any weight."""
     ours, theirs = _layer_table(model), config.get("layers", [])
+    if not all(isinstance(t, dict) and {"name", "class_name", "shapes"} <= set(t) for t in theirs):
+        raise ValueError(f"{path}: the file's table of layers is damaged")
+
     def describe(table):
         return ", ".join(f"{t['name']} ({t['class_name']}): "
                          f"{[tuple(s) for s in t['shapes']]}" for t in table) or "no weights"
@@ -146,18 +184,28 @@ def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
     cls = {**(model_classes or {}), **(custom_objects or {})}.get(spec["class_name"])
     if cls is None:
         raise ValueError(f"{path}: unknown model class {spec['class_name']!r}")
-    model = cls.from_config(spec["config"], custom_objects)
-    _set_weights(model, config, weights, path)
-    model.set_state(config.get("state", {}))
-    compiled = config.get("compile")
-    if compile and compiled:
-        known = [m for m in compiled["metrics"] if m in ("accuracy", "acc") or m in metrics.FUNCTIONS]
-        if len(known) != len(compiled["metrics"]):
-            warnings.warn(f"{path}: custom metrics are not restored: "
-                          f"{[m for m in compiled['metrics'] if m not in known]}", stacklevel=2)
-        model.compile(optimizer=optimizers.get(compiled["optimizer"]),
-                      loss=None if compiled["loss"] is None else losses.get(compiled["loss"]),
-                      metrics=known)
-        if "optimizer_iterations" in config:
-            model.optimizer.set_state(config["optimizer_iterations"], slots, model.trainable_weights)
+    try:
+        model = cls.from_config(spec["config"], custom_objects)
+        _set_weights(model, config, weights, path)
+        model.set_state(config.get("state") or {})
+        compiled = config.get("compile")
+        if compile and compiled:
+            _restore_compile(model, config, compiled, slots, path)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        if isinstance(error, ValueError) and str(error).startswith(("Cannot load", path)):
+            raise
+        raise ValueError(f"{path}: the model in this file cannot be rebuilt; the file is damaged "
+                         f"or was written by other software ({type(error).__name__}: {error})") from None
     return model
+
+
+def _restore_compile(model, config, compiled, slots, path):
+    known = [m for m in compiled["metrics"] if m in ("accuracy", "acc") or m in metrics.FUNCTIONS]
+    if len(known) != len(compiled["metrics"]):
+        warnings.warn(f"{path}: custom metrics are not restored: "
+                      f"{[m for m in compiled['metrics'] if m not in known]}", stacklevel=3)
+    model.compile(optimizer=optimizers.get(compiled["optimizer"]),
+                  loss=None if compiled["loss"] is None else losses.get(compiled["loss"]),
+                  metrics=known)
+    if "optimizer_iterations" in config:
+        model.optimizer.set_state(config["optimizer_iterations"], slots, model.trainable_weights)

@@ -11,16 +11,24 @@ the model's own generator (seeded from the global one, saved with the model), so
 shuffles exactly as an uninterrupted one.
 """
 import math
+import warnings
 
 import numpy as np
 
+from . import _core
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers, utils
+from ._args import _is_int
 from .callbacks import CallbackList
 from .layers.base import Workspaces
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "NotCompiledError"]
+
+
+class NotCompiledError(RuntimeError, ValueError):
+    """fit, evaluate or train_on_batch before compile: a RuntimeError as in Keras, and a
+    ValueError like every other misuse cnnkit reports."""
 
 
 class Trainer:
@@ -35,6 +43,7 @@ class Trainer:
         self._shuffler = None
         self._step_buffers = Workspaces()  # batch gathers and the loss gradient, by batch size
         self._loss_out = False
+        self._kept_weights = []  # the weights before the update, should it overflow
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -46,13 +55,17 @@ class Trainer:
                              "Sequential has one")
         self.optimizer = optimizers.get(optimizer)
         self.loss = None if loss is None else losses_module.get(loss)
+        if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+            raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}]")
         self._metric_ids = list(metrics or [])
+        for metric in self._metric_ids:  # an unknown name is reported here, not in fit
+            metrics_module.get(metric, self.loss)
         self._metrics = None
         self.compiled = True
 
     def _require(self, what):
         if not self.compiled:
-            raise RuntimeError(f"You must call compile() before using the model in {what}().")
+            raise NotCompiledError(f"You must call compile() before using the model in {what}().")
         if self.loss is None:
             raise ValueError(f"{what}(): the model was compiled without a loss; pass loss= to "
                              "compile()")
@@ -84,7 +97,11 @@ class Trainer:
     # ------------------------------------------------------------ data
     def _prepare_x(self, x):
         """x as C-contiguous float32 (one conversion); builds the model on first use."""
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError):  # a ragged list
+            raise TypeError(f'Model "{self.name}" expects a numeric array x, got a '
+                            f"{type(x).__name__} that is not one") from None
         if x.dtype.kind not in "fiub":
             raise TypeError(f'Model "{self.name}" expects a numeric array x, got dtype {x.dtype}')
         if x.ndim == 0 or len(x) == 0:
@@ -95,15 +112,15 @@ class Trainer:
             self._check_input((None,) + x.shape[1:])
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _prepare(self, x, y):
+    def _prepare(self, x, y, what="x and y"):
         x = self._prepare_x(x)
         if y is None:
             raise ValueError("y is required to train or evaluate a model")
         self._build_metrics()
         y = self.loss.prepare_targets(y, self.output_shape)
-        if len(y) != len(x):
-            raise ValueError(f"x and y must hold the same number of samples, got {len(x)} and "
-                             f"{len(y)}")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{what} must hold the same number of samples, got {len(x)} "
+                             f"and {len(y) if y.ndim else 'a scalar'}")
         return x, y
 
     def _shuffle_generator(self):
@@ -148,23 +165,54 @@ class Trainer:
             metric.update_state(y, out)
 
     def _train_batch(self, x, y):
-        self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
-        self._set_workspaces(True)
-        try:
-            out = self.forward(x, training=True)
-            loss = self._loss_and_backward(y, out)
-            self.optimizer.apply(self._trainable_grads(), self.trainable_weights)
-            self._update_metrics(loss, y, out)
-        finally:
-            self._set_workspaces(False)
+        """One update; False, and no update, when the loss or a gradient is not finite: the
+        weights then stay those of the last finite step (Keras' TerminateOnNaN, by default)."""
+        with self._exclusive():
+            self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
+            self._set_workspaces(True)
+            try:
+                out = self.forward(x, training=True)
+                loss = self._loss_and_backward(y, out)
+                grads = self._trainable_grads()
+                self._last_loss = loss
+                finite = math.isfinite(loss) and _core.all_finite(grads)
+                if finite:
+                    finite = self._apply_keeping_finite(grads, self.trainable_weights)
+                self._update_metrics(loss, y, out)
+            finally:
+                self._set_workspaces(False)
+        return finite
+
+    def _apply_keeping_finite(self, grads, weights):
+        """The optimizer's update; if it overflows a weight (finite gradients, too large a
+        step), the weights go back to a copy taken before it. The copy is a memcpy of the
+        weights into buffers kept from step to step (about 1% of a CIFAR-10 CNN step)."""
+        kept = self._kept_weights
+        if len(kept) != len(weights) or any(k.shape != w.shape for k, w in zip(kept, weights)):
+            kept = self._kept_weights = [np.empty_like(w) for w in weights]
+        for k, w in zip(kept, weights):
+            np.copyto(k, w)
+        self.optimizer.apply(grads, weights)
+        if _core.all_finite(weights):
+            return True
+        for k, w in zip(kept, weights):
+            np.copyto(w, k)
+        return False
+
+    def _invalid_loss(self, where):
+        warnings.warn(f"{where}: the loss ({self._last_loss}), a gradient or an updated weight "
+                      "is NaN or infinite; training stopped, and the model keeps the weights "
+                      "from before this batch (the last finite ones)", RuntimeWarning,
+                      stacklevel=3)
 
     def _test_batch(self, x, y):
-        self._set_workspaces(True)
-        try:
-            out = self.forward(x, training=False)
-            self._update_metrics(self._batch_loss(y, out), y, out)
-        finally:
-            self._set_workspaces(False)
+        with self._exclusive():
+            self._set_workspaces(True)
+            try:
+                out = self.forward(x, training=False)
+                self._update_metrics(self._batch_loss(y, out), y, out)
+            finally:
+                self._set_workspaces(False)
 
     def _gather(self, data, indices, name):
         """data[indices] into a buffer reused while the batch size stays the same."""
@@ -184,18 +232,29 @@ class Trainer:
             raise ValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
         if shuffle not in (True, False):
             raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
-        verbose = 1 if verbose == "auto" else verbose
-        batch_size = batch_size or 32
+        verbose = _verbose(verbose, "fit")
+        batch_size = _batch_size(batch_size, "fit")
+        epochs = _count(epochs, "epochs", "fit")
+        initial_epoch = _count(initial_epoch, "initial_epoch", "fit")
+        validation_freq = _batch_size(validation_freq, "fit", "validation_freq")
+        if validation_batch_size is not None:
+            validation_batch_size = _batch_size(validation_batch_size, "fit",
+                                                "validation_batch_size")
         x, y = self._prepare(x, y)
         val = None
         if validation_data is not None:
-            if len(validation_data) != 2:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-            val = self._prepare(*validation_data)
+            val = self._prepare(*validation_data, what="fit: validation_data's x and y")
         elif validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
+            if (not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool)
+                    or not 0 < validation_split < 1):
+                raise ValueError(f"fit: validation_split must be a number in (0, 1), got "
+                                 f"{validation_split!r}")
             split = int(len(x) * (1 - validation_split))  # Keras: the last samples, unshuffled
+            if split == 0 or split == len(x):
+                raise ValueError(f"fit: validation_split={validation_split} of {len(x)} samples "
+                                 "leaves no training or no validation samples")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
         n = len(x)
         steps = math.ceil(n / batch_size)
@@ -213,11 +272,14 @@ class Trainer:
                 cbs.on_train_batch_begin(step)
                 batch = slice(step * batch_size, (step + 1) * batch_size)
                 if order is None:
-                    self._train_batch(x[batch], y[batch])
+                    finite = self._train_batch(x[batch], y[batch])
                 else:  # the indices are a permutation: 'clip' never clips
-                    self._train_batch(self._gather(x, order[batch], "x"),
-                                      self._gather(y, order[batch], "y"))
+                    finite = self._train_batch(self._gather(x, order[batch], "x"),
+                                               self._gather(y, order[batch], "y"))
                 logs = self._logs()
+                if not finite:
+                    self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
+                    self.stop_training = True
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -251,8 +313,8 @@ class Trainer:
         self._require("evaluate")
         if sample_weight is not None or steps is not None:
             raise ValueError("evaluate: sample_weight and steps are not supported")
-        verbose = 1 if verbose == "auto" else verbose
-        batch_size = batch_size or 32
+        verbose = _verbose(verbose, "evaluate")
+        batch_size = _batch_size(batch_size, "evaluate")
         x, y = self._prepare(x, y)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=math.ceil(len(x) / batch_size))
@@ -269,8 +331,8 @@ class Trainer:
         """The model's outputs for x, computed batch by batch (training=False)."""
         if steps is not None:
             raise ValueError("predict: steps is not supported")
-        verbose = 1 if verbose == "auto" else verbose
-        batch_size = batch_size or 32
+        verbose = _verbose(verbose, "predict")
+        batch_size = _batch_size(batch_size, "predict")
         x = self._prepare_x(x)
         steps = math.ceil(len(x) / batch_size)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
@@ -280,14 +342,15 @@ class Trainer:
         for step in range(steps):
             cbs.on_predict_batch_begin(step)
             start = step * batch_size
-            self._set_workspaces(True)  # out is copied below, before the next batch
-            try:
-                out = self.forward(x[start:start + batch_size], training=False)
-            finally:
-                self._set_workspaces(False)
-            if outputs is None:  # allocated once the first batch shows the output's shape
-                outputs = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
-            outputs[start:start + len(out)] = out
+            with self._exclusive():  # out lives in a workspace: copied before letting go
+                self._set_workspaces(True)
+                try:
+                    out = self.forward(x[start:start + batch_size], training=False)
+                finally:
+                    self._set_workspaces(False)
+                if outputs is None:  # allocated once the first batch shows the output's shape
+                    outputs = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
+                outputs[start:start + len(out)] = out
             cbs.on_predict_batch_end(step, {"outputs": outputs[start:start + len(out)]})
         cbs.on_predict_end()
         return outputs
@@ -300,7 +363,8 @@ class Trainer:
             raise ValueError("train_on_batch: sample_weight and class_weight are not supported")
         x, y = self._prepare(x, y)
         self._reset_metrics()
-        self._train_batch(x, y)
+        if not self._train_batch(x, y):
+            self._invalid_loss("train_on_batch")
         return self._returned(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -313,4 +377,42 @@ class Trainer:
         return self._returned(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
-        return self.forward(self._prepare_x(x), training=False)
+        x = self._prepare_x(x)
+        with self._exclusive():
+            return self.forward(x, training=False)
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _batch_size(value, fn, name="batch_size"):
+    """None -> 32 (Keras' default); else a positive integer."""
+    if value is None:
+        return 32
+    if not _is_int(value):
+        raise TypeError(f"{fn}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _count(value, name, fn):
+    """epochs, initial_epoch: an integer >= 0."""
+    if not _is_int(value):
+        raise TypeError(f"{fn}: {name} must be an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{fn}: {name} must be 0 or more, got {value!r}")
+    return int(value)
+
+
+def _verbose(value, fn):
+    """'auto' (1), 0 (silent), 1 (progress bar) or 2 (a line per epoch), as Keras; a bool is
+    taken as 0 or 1, as Keras takes it."""
+    if isinstance(value, str) and value == "auto":
+        return 1
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if not _is_int(value):
+        raise TypeError(f"{fn}: verbose must be 'auto', 0, 1 or 2, got {value!r}")
+    if value not in (0, 1, 2):
+        raise ValueError(f"{fn}: verbose must be 'auto', 0, 1 or 2, got {value!r}")
+    return int(value)

@@ -14,8 +14,16 @@ Workspaces: during a training step, evaluate and predict, the model turns them o
 input shape (the two most recent), so that a warm step allocates no array. The buffers are
 overwritten by the next step: nothing that outlives a step may point into them, which is why
 they are off for a direct layer(x) or model(x) call, whose result belongs to the caller.
+
+Threads: a layer keeps state between calls (its workspaces, what backward needs), so each
+layer has a lock, and a call or a model's step holds the locks of every layer it runs
+(_exclusive). The kernels release the GIL, so other Python threads go on meanwhile; two
+threads calling predict on one model take turns batch by batch, and each gets the answers it
+would get alone. Models that share layers (an autoencoder and its encoder) share their locks.
 """
+import contextlib
 import re
+import threading
 
 import numpy as np
 
@@ -46,6 +54,28 @@ def get_layer_class(class_name, custom_objects=None):
     if cls is None:
         raise ValueError(f"Unknown layer class {class_name!r}; pass it in custom_objects")
     return cls
+
+
+def _batch_shape(shape, who):
+    """None, or a tuple of sizes (None or a positive integer each): Keras' batch_input_shape."""
+    if shape is None:
+        return None
+    wrong = (f"{who}: the input shape must be a tuple of positive integers (None for a size "
+             f"left open), got {shape!r}")
+    if isinstance(shape, (str, bytes)):
+        raise TypeError(wrong)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(wrong) from None
+    for size in shape:
+        if size is None:
+            continue
+        if not isinstance(size, (int, np.integer)) or isinstance(size, (bool, np.bool_)):
+            raise TypeError(wrong)
+        if size < 1:
+            raise ValueError(wrong)
+    return tuple(None if s is None else int(s) for s in shape)
 
 
 class Buffers(dict):
@@ -106,10 +136,11 @@ class Layer:
         if input_shape is not None and batch_input_shape is None:
             batch_input_shape = (batch_size,) + tuple(input_shape)
         # Keras' input_shape= on a first layer: the model starts from this shape.
-        self._batch_input_shape = None if batch_input_shape is None else tuple(batch_input_shape)
+        self._batch_input_shape = _batch_shape(batch_input_shape, type(self).__name__)
         self.built = False
         self.input_shape = self.output_shape = None
         self._weights = []
+        self._mutex = threading.RLock()
 
     # ------------------------------------------------------------ building
     def build(self, input_shape):
@@ -160,11 +191,38 @@ class Layer:
         if x.dtype.kind not in "fiub":
             raise TypeError(f'Layer "{self.name}" expects a numeric array, got dtype {x.dtype}')
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if not self.built:
-            self._build_checked((None,) + x.shape[1:])
-        else:
-            self._check_input(x.shape)
-        return self.forward(x, training=bool(training))
+        with self._exclusive():
+            self._check_rank(x.shape)  # before build, so that the message shows x's own shape
+            if not self.built:
+                self._build_checked((None,) + x.shape[1:])
+            else:
+                self._check_input(x.shape)
+            return self.forward(x, training=bool(training))
+
+    # ------------------------------------------------------------ threads
+    def _own_layers(self):
+        """This layer and, for a model, every layer inside it: what a call of it runs."""
+        return [self]
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Holds the locks of every layer a call runs, taken in one global order (by id) so
+        that two models sharing layers cannot deadlock; re-entrant within a thread."""
+        with contextlib.ExitStack() as stack:
+            for layer in sorted(set(self._own_layers()), key=id):
+                stack.enter_context(layer._mutex)
+            yield
+
+    def __getstate__(self):
+        # A lock cannot be copied or pickled; workspaces are scratch. copy.deepcopy and pickle
+        # make a layer with a lock of its own.
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_mutex", "_workspaces", "_grad_workspace")}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._mutex = threading.RLock()
 
     # Every layer defines these two; the base class only names the contract.
     def forward(self, x, training=False):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import utils
+from .._args import real_number
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -17,8 +18,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0 <= float(rate) < 1:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        real_number(rate, "rate", "Dropout", low=0.0, high=1.0, include_high=False)
         if noise_shape is not None:
             raise ValueError("Dropout: noise_shape is not supported")
         self.rate, self.seed = float(rate), seed
