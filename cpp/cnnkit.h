@@ -95,6 +95,47 @@ void sgd_update(float* param, float* velocity, const float* grad, int64_t n, flo
 // an update, so that a step that went non-finite leaves the weights as they were.
 bool all_finite(const float* x, int64_t n);
 
+// ---------------------------------------------------------------- augmentation (augment.cpp)
+// Per-image parameters: every image of a batch gets its own flip, matrix, window or factor.
+enum FlipFlags : uint8_t { kFlipHorizontal = 1, kFlipVertical = 2 };  // left-right, top-bottom
+// out (N,H,W,C) = inp with each image n mirrored as flags[n] says; backward is the same flip.
+void flip_forward(float* out, const float* inp, const uint8_t* flags, int N, int H, int W, int C);
+void flip_backward(float* dinp, const float* dout, const uint8_t* flags, int N, int H, int W, int C);
+
+// Affine resampling (translation, rotation, zoom, resizing). Output pixel (x, y) (column, row) of
+// image n reads the input at x_in = m0*x + m1*y + m2, y_in = m3*x + m4*y + m5, where m is
+// matrices[6n .. 6n+5], in pixel indices; the input is extended beyond its edges by `fill`.
+enum Interpolation : int { kInterpolationBilinear = 0, kInterpolationNearest = 1 };
+enum FillMode : int { kFillReflect = 0, kFillWrap = 1, kFillNearest = 2, kFillConstant = 3 };
+struct AffineGeometry {
+    int N, H, W, C;  // input batch
+    int OH, OW;      // output size
+};
+// out (N,OH,OW,C) from inp (N,H,W,C); fill_value is read by kFillConstant only. Axis-aligned
+// matrices (m1 = m3 = 0) take a faster path; the naive version computes every pixel alone.
+void affine_transform_forward(float* out, const float* inp, const float* matrices,
+                              const AffineGeometry& g, int interpolation, int fill, float fill_value);
+void affine_transform_forward_naive(float* out, const float* inp, const float* matrices,
+                                    const AffineGeometry& g, int interpolation, int fill,
+                                    float fill_value);
+// dinp (N,H,W,C), the transpose of the sampling applied to dout (N,OH,OW,C).
+void affine_transform_backward(float* dinp, const float* dout, const float* matrices,
+                               const AffineGeometry& g, int interpolation, int fill);
+
+// out (N,OH,OW,C) = the OHxOW window of each image whose top-left corner is (offsets[2n],
+// offsets[2n+1]) (row, column), inside inp (N,H,W,C); backward puts dout back, zeros elsewhere.
+void crop_forward(float* out, const float* inp, const int32_t* offsets, int N, int H, int W, int C,
+                  int OH, int OW);
+void crop_backward(float* dinp, const float* dout, const int32_t* offsets, int N, int H, int W,
+                   int C, int OH, int OW);
+
+// Contrast over (N,P,C) (P = H*W pixels): out = clip((x - mean) * factors[n] + mean, lo, hi),
+// with each image's per-channel mean. Backward takes the forward input (lo <= hi).
+void contrast_forward(float* out, const float* inp, const float* factors, float lo, float hi,
+                      int N, int64_t P, int C);
+void contrast_backward(float* dinp, const float* dout, const float* inp, const float* factors,
+                       float lo, float hi, int N, int64_t P, int C);
+
 // ---------------------------------------------------------------- runtime (runtime.cpp)
 bool openmp_enabled();
 int get_num_threads();

@@ -267,3 +267,90 @@ def dense_sizes(x_shape, w_shape, fn=None):
         raise ValueError(f"{_prefix(fn)}x has {x_shape[1]} features but w expects {w_shape[0]} "
                          f"(x has shape {tuple(x_shape)}, w has shape {tuple(w_shape)})")
     return int(x_shape[0]), int(x_shape[1]), int(w_shape[1])
+
+
+# ---------------------------------------------------------------- augmentation
+
+INTERPOLATIONS = ("bilinear", "nearest")
+FILL_MODES = ("reflect", "wrap", "nearest", "constant")
+
+
+def one_of(value, name, options, fn=None):
+    """A string among `options` (compared exactly, as Keras does) -> the string."""
+    listed = ", ".join(repr(o) for o in options)
+    if not isinstance(value, str):
+        raise TypeError(f"{_prefix(fn)}{name} must be one of {listed}, got {value!r}")
+    if value not in options:
+        raise ValueError(f"{_prefix(fn)}{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def factor_range(factor, name, fn=None, low=-1.0, high=1.0, symmetric=True):
+    """Keras' factor of a random augmentation -> (lower, upper). A number f gives (-|f|, |f|)
+    (or (f, f) with symmetric=False, for RandomContrast's [1 - f, 1 + f]); a pair is sorted.
+    Every number must lie in [low, high]."""
+    wrong = (f"{_prefix(fn)}{name} must be a number in [{low}, {high}] or a tuple of 2 such "
+             f"numbers, got {factor!r}")
+    def number(value):
+        if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(wrong)
+        if not low <= float(value) <= high:  # NaN fails too
+            raise ValueError(wrong)
+        return float(value)
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2:
+            raise ValueError(wrong)
+        return tuple(sorted(number(v) for v in factor))
+    f = abs(number(factor))
+    return (-f, f) if symmetric else (f, f)
+
+
+def factor_config(factor):
+    """A factor as get_config stores it (JSON): a float, or a list of 2 floats as given."""
+    return [float(v) for v in factor] if isinstance(factor, (tuple, list)) else float(factor)
+
+
+def value_range(value, fn=None):
+    """(low, high) with low < high, both finite -> a tuple of 2 floats."""
+    wrong = f"{_prefix(fn)}value_range must be a tuple (low, high) with low < high, got {value!r}"
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise ValueError(wrong) from None
+    low, high = real_number(low, "value_range", fn), real_number(high, "value_range", fn)
+    if not low < high:
+        raise ValueError(wrong)
+    return low, high
+
+
+def seed(value, fn=None):
+    """None, or a non-negative integer (a generator seed) -> None or int."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"{_prefix(fn)}seed must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{_prefix(fn)}seed must be a non-negative integer or None, got {value!r}")
+    return int(value)
+
+
+def per_image(values, n, name, dtype, row=(), fn=None):
+    """One parameter (of shape `row`) per image of a batch of n: a single value for every image,
+    or one per image -> a C-contiguous (n, *row) array of dtype. Integers where dtype is an
+    integer type, bools where it is bool, real numbers where it is float."""
+    array = np.asarray(values)
+    kinds = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[np.dtype(dtype).kind]
+    if array.dtype.kind not in kinds:
+        what = {"b": "bools", "iu": "integers", "iuf": "real numbers"}[kinds]
+        raise TypeError(f"{_prefix(fn)}{name} must hold {what}, got dtype {array.dtype}")
+    row = tuple(row)
+    if array.shape == row:
+        array = np.broadcast_to(array, (n,) + row)
+    elif array.shape != (n,) + row:
+        raise ValueError(f"{_prefix(fn)}{name} must have shape {shape_text(row)} or "
+                         f"{shape_text((n,) + row)} for a batch of {n} images, got {array.shape}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def shape_text(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -92,13 +92,20 @@ class Sequential(Trainer, Layer):
         return x
 
     def _set_input_grad_needed(self, needed):
-        """Only the first layer's input gradient can go unread: that of the whole model."""
+        """The input gradient of the whole model, and of the layers after a leading run of
+        preprocessing layers (which have no weights), can go unread."""
         self.input_grad_needed = needed
-        for i, layer in enumerate(self._layers):
+        for layer in self._layers:
             if isinstance(layer, Sequential):
-                layer._set_input_grad_needed(needed or i > 0)
+                layer._set_input_grad_needed(needed)
             else:
-                layer.input_grad_needed = needed or i > 0
+                layer.input_grad_needed = needed
+            needed = needed or not layer.preprocessing
+
+    @property
+    def preprocessing(self):
+        """A model made only of preprocessing layers is one too."""
+        return bool(self._layers) and all(layer.preprocessing for layer in self._layers)
 
     def _set_workspaces(self, on):
         """Workspaces on or off in every layer (see layers/base.py): on only for the length of

@@ -7,10 +7,13 @@ from .base import Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Input, InputLayer
 from .pooling import MaxPooling2D
+from .preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom)
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape, UpSampling2D
 
 MaxPool2D = MaxPooling2D  # Keras' alias
 
 __all__ = ["Layer", "Input", "InputLayer", "Conv2D", "MaxPooling2D", "MaxPool2D", "Flatten",
-           "Dense", "Activation", "Dropout", "Reshape", "UpSampling2D"]
+           "Dense", "Activation", "Dropout", "Reshape", "UpSampling2D", "RandomFlip",
+           "RandomTranslation", "RandomRotation", "RandomZoom", "RandomCrop", "RandomContrast"]

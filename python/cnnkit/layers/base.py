@@ -240,6 +240,10 @@ class Layer:
     # trained): a layer may then skip computing it and return None. Set by Sequential.
     input_grad_needed = True
 
+    # True for a layer that only preprocesses the input (the augmentation layers): it has no
+    # weights, so no gradient needs to pass through a model's leading run of them.
+    preprocessing = False
+
     # ------------------------------------------------------------ workspaces
     _reuse = False  # set by _set_workspaces, for the length of a step
 
