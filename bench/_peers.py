@@ -9,12 +9,18 @@ after each parallel region), and the peak memory read from ru_maxrss is then tha
 
 The parent sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and OPENBLAS_THREAD_TIMEOUT in the
 environment before this process starts; the framework's own setting is applied here too.
+--workloads defaults to the first three below (bench/augment_overhead.py asks for the fourth).
 
 Workloads (one batch of random float32 images in [0, 1) and random one-hot labels, the same
 batch every step; speed does not depend on the pixels):
-  cnn_train  the classic Keras CIFAR-10 CNN, one Adam step (categorical cross-entropy)
-  cnn_infer  the same CNN, forward only (training=False / torch.no_grad)
-  ae_train   the conv autoencoder of cnnkit.models.conv_autoencoder(), one Adam step (MSE)
+  cnn_train      the classic Keras CIFAR-10 CNN, one Adam step (categorical cross-entropy)
+  cnn_infer      the same CNN, forward only (training=False / torch.no_grad)
+  ae_train       the conv autoencoder of cnnkit.models.conv_autoencoder(), one Adam step (MSE)
+  cnn_aug_train  cnn_train with RandomFlip("horizontal") and RandomTranslation(0.1, 0.1)
+                 (reflect fill, bilinear) in front of the CNN, each framework's own layers,
+                 which act in training only; not in the default set (bench/augment_overhead.py
+                 runs it). PyTorch has no such layers without torchvision: its process lists
+                 the workload under "skipped", with the reason, and times nothing for it.
 How each framework runs them: cnnkit model.train_on_batch and model(x, training=False); Keras 3
 on TensorFlow model.train_on_batch (a tf.function, as fit runs it; no XLA, Keras' default on a
 CPU) and model.predict_on_batch (Keras' compiled predict function); PyTorch a plain loop
@@ -31,7 +37,12 @@ import time
 
 import numpy as np
 
-WORKLOADS = ("cnn_train", "cnn_infer", "ae_train")
+WORKLOADS = ("cnn_train", "cnn_infer", "ae_train")  # the default set
+EXTRA_WORKLOADS = ("cnn_aug_train",)  # run only when asked for
+
+
+class Unsupported(Exception):
+    """This framework cannot run this workload; the message says why."""
 
 
 def batch_data(batch, seed=0):
@@ -73,7 +84,13 @@ class Cnnkit:
             model = conv_autoencoder()[0]
             return model, lambda: model.train_on_batch(x, x), model.count_params()
         model = classic_cnn()
-        if workload == "cnn_train":
+        if workload == "cnn_aug_train":
+            from cnnkit.layers import Input, RandomFlip, RandomTranslation
+            from cnnkit.models import Sequential
+            model = Sequential([Input((32, 32, 3)), RandomFlip("horizontal"),
+                                RandomTranslation(0.1, 0.1)] + model.layers)
+            model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        if workload in ("cnn_train", "cnn_aug_train"):
             return model, lambda: model.train_on_batch(x, y), model.count_params()
         model.build((None, 32, 32, 3))
         return model, lambda: model(x, training=False), model.count_params()
@@ -110,6 +127,8 @@ class Torch:
             nn.Conv2d(32, 3, 3, padding=1), nn.Sigmoid())
 
     def build(self, workload, data):
+        if workload == "cnn_aug_train":
+            raise Unsupported("no RandomFlip / RandomTranslation layers without torchvision")
         torch = self.torch
         F = torch.nn.functional
         x = torch.from_numpy(np.ascontiguousarray(data[0].transpose(0, 3, 1, 2)))  # NCHW
@@ -148,10 +167,11 @@ class TensorFlow:
         self.tf, self.keras = tf, keras
         self.version = f"TensorFlow {tf.__version__} (Keras {keras.__version__})"
 
-    def classic_cnn(self):
+    def classic_cnn(self, augment=False):
         L = self.keras.layers
+        front = [L.RandomFlip("horizontal"), L.RandomTranslation(0.1, 0.1)] if augment else []
         model = self.keras.Sequential([
-            L.Input((32, 32, 3)),
+            L.Input((32, 32, 3)), *front,
             L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
             L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
             L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10, activation="softmax")])
@@ -177,8 +197,9 @@ class TensorFlow:
         if workload == "ae_train":
             model = self.conv_autoencoder()
             return model, lambda: model.train_on_batch(tx, tx), model.count_params()
-        model = self.classic_cnn()
-        if workload == "cnn_train":
+        model = self.classic_cnn(augment=workload == "cnn_aug_train")
+        if workload in ("cnn_train", "cnn_aug_train"):
+            # The augmentation layers run inside the train step's tf.function, with training=True.
             return model, lambda: model.train_on_batch(tx, ty), model.count_params()
         # predict_on_batch runs Keras' compiled predict function (a tf.function, as predict
         # does); model(x, training=False) runs eagerly, op by op, and took 2.4 times as long.
@@ -258,10 +279,16 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--workloads",
+                        default=",".join(WORKLOADS),
+                        help=f"comma-separated, from {', '.join(WORKLOADS + EXTRA_WORKLOADS)}")
     parser.add_argument("--alloc-steps", type=int, default=0,
                         help="then check what a warm cnn_train step allocates, over this many steps")
     args = parser.parse_args()
+    workloads = args.workloads.split(",")
+    unknown = sorted(set(workloads) - set(WORKLOADS + EXTRA_WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {', '.join(unknown)}")
 
     if args.framework == "numpy":
         result = {"version": f"NumPy {np.__version__}", "matmul_gflops": numpy_matmul(args.threads)}
@@ -271,9 +298,13 @@ def main():
     data = batch_data(args.batch)
     framework = FRAMEWORKS[args.framework](args.threads)
     result = {"version": framework.version, "maxrss_import": maxrss_bytes(),
-              "rss_import": rss_bytes(), "workloads": {}}
-    for workload in args.workloads.split(","):
-        model, step, params = framework.build(workload, data)
+              "rss_import": rss_bytes(), "workloads": {}, "skipped": {}}
+    for workload in workloads:
+        try:
+            model, step, params = framework.build(workload, data)
+        except Unsupported as reason:
+            result["skipped"][workload] = str(reason)
+            continue
         for _ in range(args.warmup):
             step()
         seconds, faults = timed(step, args.steps)

@@ -85,12 +85,14 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def run_child(framework, threads, args, alloc_steps=0):
+def run_child(framework, threads, args, alloc_steps=0, workloads=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), OPENBLAS_THREAD_TIMEOUT="4", TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, WORKER, "--framework", framework, "--threads", str(threads),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
                "--alloc-steps", str(alloc_steps)]
+    if workloads:
+        command += ["--workloads", ",".join(workloads)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not results:

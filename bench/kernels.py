@@ -95,6 +95,28 @@ def kernel_cases(batch, rng):
     pr, mr, vr = p.copy(), m.copy(), v.copy()
     cases.append(("adam_update", "3x3x32x64", None, lambda: ops.adam_update(p, g, m, v, 1),
                   lambda: reference.adam_update(pr, g, mr, vr, 1)))
+    # Augmentation, on the CNN's input batch: a random flag per image, RandomTranslation(0.1,
+    # 0.1)'s matrices (shifts of up to 3.2 pixels, bilinear, reflect), and a small rotation.
+    images = rng.random((batch, 32, 32, 3), dtype=np.float32)
+    flips = rng.random(batch) < 0.5
+    shifts = np.zeros((batch, 6), np.float32)
+    shifts[:, 0] = shifts[:, 4] = 1
+    shifts[:, 2], shifts[:, 5] = rng.uniform(-3.2, 3.2, (2, batch))
+    angle = rng.uniform(-0.6, 0.6, batch)
+    cos, sin = np.cos(angle), np.sin(angle)
+    turns = np.stack([cos, -sin, 15.5 - 15.5 * cos + 15.5 * sin,
+                      sin, cos, 15.5 - 15.5 * sin - 15.5 * cos], axis=1).astype(np.float32)
+    shape = f"{batch}x32x32x3"
+    cases.append(("flip_forward", shape, None, lambda: ops.flip_forward(images, flips),
+                  lambda: reference.flip_forward(images, flips)))
+    for name, matrices in (("translation", shifts), ("rotation", turns)):
+        cases.append((f"affine_transform_forward ({name})", shape, None,
+                      lambda m=matrices: ops.affine_transform_forward(images, m),
+                      lambda m=matrices: reference.affine_transform_forward(images, m)))
+    factors = rng.uniform(0.8, 1.2, batch).astype(np.float32)
+    cases.append(("contrast_forward", shape, None,
+                  lambda: ops.contrast_forward(images, factors, (0, 1)),
+                  lambda: reference.contrast_forward(images, factors, (0, 1))))
     return cases
 
 

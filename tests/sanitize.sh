@@ -56,5 +56,6 @@ print('sanitize.sh: testing', cnnkit.__file__)"
 LD_PRELOAD=$preload "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/test_ops_match_reference.py tests/test_ops_errors.py tests/test_threads.py \
   tests/test_fused_kernels.py tests/test_first_layer_conv.py tests/test_step_allocations.py \
-  tests/test_layers.py tests/test_augment.py "$@"
+  tests/test_layers.py tests/test_augment.py tests/test_concurrent_predict.py \
+  tests/test_views_and_nonfinite.py tests/test_bad_input.py "$@"
 echo "sanitize.sh: clean under ASan + UBSan"

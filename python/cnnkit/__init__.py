@@ -6,8 +6,26 @@
 
 __version__ = "0.1.0"
 
-from . import _core, ops, reference
-from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, utils
+import os as _os
+
+# libgomp's idle threads spin for a while after every parallel region (its default wait policy).
+# On a machine whose cores another busy process shares, a spinning thread holds a core that the
+# thread doing the work needs, and every one of a step's many parallel regions then waits for the
+# scheduler: a training step of a small CNN took 20-60x longer on 2 threads than alone (measured
+# here, README "Threads"). Passive waiting costs little on an idle machine and removes that.
+# libgomp reads it once, when the extension loads it, so it is set only for that moment (child
+# processes, and other libraries, keep their own default); a user's own setting wins.
+_passive = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
+if _passive:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
+try:
+    from . import _core  # noqa: E402
+finally:
+    if _passive:
+        del _os.environ["OMP_WAIT_POLICY"]
+
+from . import ops, reference  # noqa: E402
+from . import activations, callbacks  # noqa: E402, datasets, initializers, layers, losses, metrics, models, optimizers, utils
 
 openmp_enabled = _core.openmp_enabled
 get_num_threads = _core.get_num_threads

@@ -125,7 +125,8 @@ def float_array(x, name, ndim=None, dtype=np.float32, fn=None):
         raise ValueError(f"{_prefix(fn)}{name} must be {ndim}-D, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{_prefix(fn)}{name} is empty (shape {array.shape})")
-    return np.ascontiguousarray(array, dtype=dtype)
+    # Not np.ascontiguousarray: it turns a 0-d array into a 1-d one.
+    return np.asarray(array, dtype=dtype, order="C")
 
 
 def expect_shape(array, shape, name, what, fn=None):

@@ -107,17 +107,26 @@ def dense_backward(dy, x, w, *, _naive=False):
 
 # ---------------------------------------------------------------- activations
 
-def _activation(kernel, fn):
+def _over_last_axis(x, fn):
+    if x.ndim == 0:
+        raise ValueError(f"{fn}: softmax runs over the last axis, but x is a scalar")
+    return x
+
+
+def _activation(kernel, fn, axis=False):
+    """axis: the activation runs over the last axis (softmax), so x needs one."""
     def forward(x):
-        return kernel(_args.float_array(x, "x", fn=fn))
+        x = _args.float_array(x, "x", fn=fn)
+        return kernel(_over_last_axis(x, fn) if axis else x)
     forward.__name__ = fn
     return forward
 
 
-def _activation_backward(kernel, fn):
+def _activation_backward(kernel, fn, axis=False):
     def backward(dy, y):
         y = _args.float_array(y, "y", fn=fn)
-        return kernel(_args.float_array_like(dy, "dy", y.shape, "y's shape", fn=fn), y)
+        dy = _args.float_array_like(dy, "dy", y.shape, "y's shape", fn=fn)
+        return kernel(dy, _over_last_axis(y, fn) if axis else y)
     backward.__name__ = fn
     return backward
 
@@ -126,8 +135,8 @@ relu_forward = _activation(_core.relu_forward, "relu_forward")
 relu_backward = _activation_backward(_core.relu_backward, "relu_backward")
 sigmoid_forward = _activation(_core.sigmoid_forward, "sigmoid_forward")
 sigmoid_backward = _activation_backward(_core.sigmoid_backward, "sigmoid_backward")
-softmax_forward = _activation(_core.softmax_forward, "softmax_forward")
-softmax_backward = _activation_backward(_core.softmax_backward, "softmax_backward")
+softmax_forward = _activation(_core.softmax_forward, "softmax_forward", axis=True)
+softmax_backward = _activation_backward(_core.softmax_backward, "softmax_backward", axis=True)
 relu_forward.__doc__ = "max(x, 0), elementwise."
 relu_backward.__doc__ = "dy where y > 0, else 0 (y is relu's output)."
 sigmoid_forward.__doc__ = "1 / (1 + exp(-x)), elementwise and stable for large |x|."

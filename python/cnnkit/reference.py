@@ -185,7 +185,7 @@ def _output_and_grad(dy, y, fn):
 
 def relu_forward(x):
     x = float_array(x, "x", dtype=working_dtype(x), fn="relu_forward")
-    return np.maximum(x, 0)
+    return np.asarray(np.maximum(x, 0))  # asarray: ufuncs turn a 0-d array into a scalar
 
 
 def relu_backward(dy, y):
@@ -201,7 +201,7 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(dy, y):
     dy, y = _output_and_grad(dy, y, "sigmoid_backward")
-    return dy * y * (1 - y)
+    return np.asarray(dy * y * (1 - y))
 
 
 def _at_least_1d(x, fn):
@@ -255,7 +255,7 @@ def mean_squared_error(y_true, y_pred):
     y_pred = float_array(y_pred, "y_pred", dtype=dtype, fn=fn)
     y_true = target_array(y_true, y_pred.shape, dtype, fn)
     diff = y_pred - y_true
-    return _mean(diff * diff), 2 * diff / dtype(diff.size)
+    return _mean(diff * diff), np.asarray(2 * diff / dtype(diff.size))  # 0-d stays an array
 
 
 def binary_crossentropy(y_true, y_pred, epsilon=1e-7):
