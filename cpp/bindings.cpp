@@ -67,6 +67,23 @@ void require_writeable(const py::array& a, const char* name) {
     if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable (it is updated in place)");
 }
 
+// The kernels read and write through typed pointers and may vectorise assuming their
+// alignment: an array whose data does not start on a multiple of its element size (a view that
+// begins mid-element) is refused, here for inputs and in output() for the arrays written.
+template <class A>
+auto aligned(const A& a, const char* name) -> decltype(a.data()) {
+    require(reinterpret_cast<std::uintptr_t>(a.data()) % a.itemsize() == 0,
+            std::string(name) + " must be aligned to its element size (copy it, e.g. with "
+            "numpy.require(a, requirements='CA'))");
+    return a.data();
+}
+
+template <class A>
+auto aligned_mutable(A& a, const char* name) -> decltype(a.mutable_data()) {
+    aligned(a, name);
+    return a.mutable_data();
+}
+
 int as_int(py::ssize_t v, const char* what) {
     require(v > 0 && v < (1LL << 31), std::string(what) + " must be in [1, 2^31), got " + std::to_string(v));
     return static_cast<int>(v);
@@ -125,6 +142,7 @@ py::array_t<T, py::array::c_style> output(const py::object& out, const std::vect
                              py::str(dtype).cast<std::string>() + ", got " +
                              py::str(a.dtype()).cast<std::string>());
     require((a.flags() & py::array::c_style) != 0, std::string(name) + " must be C-contiguous");
+    aligned(a, name);
     require_writeable(a, name);
     require_shape(a, shape, name);
     for (const auto& input : inputs)
@@ -170,7 +188,7 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
     farray y = b ? output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}, {"b", *b}})
                  : output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}});
     float* out = y.mutable_data();
-    const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
+    const float *inp = aligned(x, "x"), *wt = aligned(w, "w"), *bias = b ? aligned(*b, "b") : nullptr;
     without_gil([&] { (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc, relu); });
     return y;
 }
@@ -195,7 +213,7 @@ py::tuple conv2d_backward(const farray& dy, const farray& x, const farray& w, in
     require(!overlap(dw, db) && (!need_dx || (!overlap(dx, dw) && !overlap(dx, db))),
             "dx_out, dw_out and db_out must not share memory");
     float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
-    const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
+    const float *pdy = aligned(dy, "dy"), *inp = aligned(x, "x"), *wt = aligned(w, "w");
     without_gil([&] { (naive ? cnnkit::conv2d_backward_naive : cnnkit::conv2d_backward)(pdx, pdw, pdb, pdy, inp, wt, g, oc); });
     return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
 }
@@ -212,7 +230,7 @@ py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, in
                      : iarray(std::vector<py::ssize_t>{0, oh, ow, g.C});
     float* out = y.mutable_data();
     int32_t* argmax = with_argmax ? idx.mutable_data() : nullptr;
-    const float* inp = x.data();
+    const float* inp = aligned(x, "x");
     without_gil([&] { cnnkit::maxpool2d_forward(out, argmax, inp, g); });
     if (with_argmax) return py::make_tuple(y, idx);
     return std::move(y);
@@ -240,7 +258,7 @@ farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, 
                 "the output size reaches past the input");
         g.KH = kh, g.KW = kw, g.SH = sh, g.SW = sw, g.PT = pt, g.PL = pl;
     }
-    const int32_t* idx = argmax.data();
+    const int32_t* idx = aligned(argmax, "argmax");
     const int64_t limit = static_cast<int64_t>(g.H) * g.W;
     // One pass with a flag, the message built only on failure: require() inside the loop made a
     // std::string per element, which cost more than the backward pass itself.
@@ -250,7 +268,7 @@ farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, 
     require(inside, "argmax holds a position outside the input");
     farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"argmax", argmax}});
     float* pdx = dx.mutable_data();
-    const float* pdy = dy.data();
+    const float* pdy = aligned(dy, "dy");
     without_gil([&] { cnnkit::maxpool2d_backward(pdx, pdy, idx, g); });
     return dx;
 }
@@ -265,7 +283,7 @@ farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int
     std::vector<int32_t> argmax(static_cast<size_t>(y.size()));
     farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"x", x}});
     float *out = y.mutable_data(), *pdx = dx.mutable_data();
-    const float *inp = x.data(), *pdy = dy.data();
+    const float *inp = aligned(x, "x"), *pdy = aligned(dy, "dy");
     without_gil([&] {
         cnnkit::maxpool2d_forward(out, argmax.data(), inp, g);
         cnnkit::maxpool2d_backward(pdx, pdy, argmax.data(), g);
@@ -281,7 +299,7 @@ farray upsampling2d_forward(const farray& x, int sh, int sw, const py::object& o
     farray y = output(out_, {n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c},
                       "out", {{"x", x}});
     float* out = y.mutable_data();
-    const float* inp = x.data();
+    const float* inp = aligned(x, "x");
     without_gil([&] { cnnkit::upsampling2d_forward(out, inp, n, h, w, c, sh, sw); });
     return y;
 }
@@ -295,7 +313,7 @@ farray upsampling2d_backward(const farray& dy, int sh, int sw, const py::object&
               w = as_int(dy.shape(2) / sw, "width"), c = as_int(dy.shape(3), "channels");
     farray dx = output(out_, {n, h, w, c}, "out", {{"dy", dy}});
     float* pdx = dx.mutable_data();
-    const float* pdy = dy.data();
+    const float* pdy = aligned(dy, "dy");
     without_gil([&] { cnnkit::upsampling2d_backward(pdx, pdy, n, h, w, c, sh, sw); });
     return dx;
 }
@@ -312,7 +330,7 @@ farray dense_forward(const farray& x, const farray& w, const std::optional<farra
     farray y = b ? output(out_, {batch, out_features}, "out", {{"x", x}, {"w", w}, {"b", *b}})
                  : output(out_, {batch, out_features}, "out", {{"x", x}, {"w", w}});
     float* out = y.mutable_data();
-    const float *inp = x.data(), *wt = w.data(), *bias = b ? b->data() : nullptr;
+    const float *inp = aligned(x, "x"), *wt = aligned(w, "w"), *bias = b ? aligned(*b, "b") : nullptr;
     without_gil([&] { (naive ? cnnkit::dense_forward_naive : cnnkit::dense_forward)(out, inp, wt, bias, batch, in, out_features, relu); });
     return y;
 }
@@ -332,7 +350,7 @@ py::tuple dense_backward(const farray& dy, const farray& x, const farray& w, boo
     require(!overlap(dw, db) && (!need_dx || (!overlap(dx, dw) && !overlap(dx, db))),
             "dx_out, dw_out and db_out must not share memory");
     float *pdx = need_dx ? dx.mutable_data() : nullptr, *pdw = dw.mutable_data(), *pdb = db.mutable_data();
-    const float *pdy = dy.data(), *inp = x.data(), *wt = w.data();
+    const float *pdy = aligned(dy, "dy"), *inp = aligned(x, "x"), *wt = aligned(w, "w");
     without_gil([&] { (naive ? cnnkit::dense_backward_naive : cnnkit::dense_backward)(pdx, pdw, pdb, pdy, inp, wt, batch, in, out_features); });
     return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
 }
@@ -344,7 +362,7 @@ template <void (*Kernel)(float*, const float*, int64_t)>
 farray elementwise(const farray& x, const py::object& out_) {
     farray y = output(out_, shape_of(x), "out", {{"x", x}});
     float* out = y.mutable_data();
-    const float* inp = x.data();
+    const float* inp = aligned(x, "x");
     const int64_t n = x.size();
     without_gil([&] { Kernel(out, inp, n); });
     return y;
@@ -355,7 +373,7 @@ farray elementwise_backward(const farray& dy, const farray& y, const py::object&
     require_shape(dy, shape_of(y), "dy");
     farray dx = output(out_, shape_of(y), "out", {{"dy", dy}, {"y", y}});
     float* pdx = dx.mutable_data();
-    const float *pdy = dy.data(), *out = y.data();
+    const float *pdy = aligned(dy, "dy"), *out = aligned(y, "y");
     const int64_t n = y.size();
     without_gil([&] { Kernel(pdx, pdy, out, n); });
     return dx;
@@ -372,7 +390,7 @@ farray softmax_forward(const farray& x, const py::object& out_) {
     const auto [rows, cols] = rows_cols(x);
     farray y = output(out_, shape_of(x), "out", {{"x", x}});
     float* out = y.mutable_data();
-    const float* inp = x.data();
+    const float* inp = aligned(x, "x");
     without_gil([&] { cnnkit::softmax_forward(out, inp, rows, cols); });
     return y;
 }
@@ -382,7 +400,7 @@ farray softmax_backward(const farray& dy, const farray& y, const py::object& out
     const auto [rows, cols] = rows_cols(y);
     farray dx = output(out_, shape_of(y), "out", {{"dy", dy}, {"y", y}});
     float* pdx = dx.mutable_data();
-    const float *pdy = dy.data(), *out = y.data();
+    const float *pdy = aligned(dy, "dy"), *out = aligned(y, "y");
     without_gil([&] { cnnkit::softmax_backward(pdx, pdy, out, rows, cols); });
     return dx;
 }
@@ -397,7 +415,7 @@ py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray
     if (onehot) require_shape(*onehot, {batch, k}, "y_true");
     if (labels) {
         require_shape(*labels, {batch}, "y_true");
-        const int64_t* l = labels->data();
+        const int64_t* l = aligned(*labels, "labels");
         for (int64_t i = 0; i < batch; ++i)
             if (l[i] < 0 || l[i] >= k)  // the message is built only for a bad label
                 throw py::value_error("label " + std::to_string(l[i]) + " is outside [0, " +
@@ -406,8 +424,8 @@ py::tuple softmax_cross_entropy(const farray& logits, const std::optional<farray
     farray dlogits = onehot ? output(out_, {batch, k}, "out", {{"logits", logits}, {"onehot", *onehot}})
                             : output(out_, {batch, k}, "out", {{"logits", logits}, {"labels", *labels}});
     float* pd = dlogits.mutable_data();
-    const float *pl = logits.data(), *po = onehot ? onehot->data() : nullptr;
-    const int64_t* pi = labels ? labels->data() : nullptr;
+    const float *pl = aligned(logits, "logits"), *po = onehot ? aligned(*onehot, "onehot") : nullptr;
+    const int64_t* pi = labels ? aligned(*labels, "labels") : nullptr;
     double loss;
     without_gil([&] { loss = cnnkit::softmax_cross_entropy(pd, pl, po, pi, batch, k); });
     return py::make_tuple(loss, dlogits);
@@ -418,7 +436,7 @@ py::tuple mean_squared_error(const farray& y_true, const farray& y_pred, const p
     require(y_pred.size() > 0, "y_pred is empty");
     farray grad = output(out_, shape_of(y_pred), "out", {{"y_true", y_true}, {"y_pred", y_pred}});
     float* pg = grad.mutable_data();
-    const float *pp = y_pred.data(), *pt = y_true.data();
+    const float *pp = aligned(y_pred, "y_pred"), *pt = aligned(y_true, "y_true");
     const int64_t n = y_pred.size();
     double loss;
     without_gil([&] { loss = cnnkit::mean_squared_error(pg, pp, pt, n); });
@@ -432,7 +450,7 @@ py::tuple binary_crossentropy(const farray& y_true, const farray& y_pred, float 
     require(eps >= 0.0f && eps < 0.5f, "epsilon must be in [0, 0.5)");
     farray grad = output(out_, shape_of(y_pred), "out", {{"y_true", y_true}, {"y_pred", y_pred}});
     float* pg = grad.mutable_data();
-    const float *pp = y_pred.data(), *pt = y_true.data();
+    const float *pp = aligned(y_pred, "y_pred"), *pt = aligned(y_true, "y_true");
     const int64_t n = y_pred.size();
     double loss;
     without_gil([&] { loss = cnnkit::binary_crossentropy(pg, pp, pt, n, eps); });
@@ -450,8 +468,8 @@ void adam_update(farray param, const farray& grad, farray m, farray v, int64_t s
     require_writeable(m, "m");
     require_writeable(v, "v");
     require(step >= 1, "step must be >= 1 (the 1-based number of this update)");
-    float *pp = param.mutable_data(), *pm = m.mutable_data(), *pv = v.mutable_data();
-    const float* pg = grad.data();
+    float *pp = aligned_mutable(param, "param"), *pm = aligned_mutable(m, "m"), *pv = aligned_mutable(v, "v");
+    const float* pg = aligned(grad, "grad");
     const int64_t n = param.size();
     without_gil([&] { cnnkit::adam_update(pp, pm, pv, pg, n, lr, beta1, beta2, eps, step); });
 }
@@ -465,8 +483,8 @@ void sgd_update(farray param, const farray& grad, std::optional<farray> velocity
         require_shape(*velocity, shape, "velocity");
         require_writeable(*velocity, "velocity");
     }
-    float *pp = param.mutable_data(), *pv = velocity ? velocity->mutable_data() : nullptr;
-    const float* pg = grad.data();
+    float *pp = aligned_mutable(param, "param"), *pv = velocity ? aligned_mutable(*velocity, "velocity") : nullptr;
+    const float* pg = aligned(grad, "grad");
     const int64_t n = param.size();
     without_gil([&] { cnnkit::sgd_update(pp, pv, pg, n, lr, momentum, nesterov); });
 }
@@ -512,13 +530,13 @@ int fill_code(const std::string& name) {
 farray flip(const farray& x, const barray& flags, const py::object& out_, const char* name) {
     const auto s = image_sizes(x, name);
     require_shape(flags, {s.n}, "flags");
-    const uint8_t* f = flags.data();
+    const uint8_t* f = aligned(flags, "flags");
     bool known = true;
     for (int i = 0; i < s.n; ++i) known &= f[i] <= (cnnkit::kFlipHorizontal | cnnkit::kFlipVertical);
     require(known, "flags must hold 0..3 (bit 0: left-right, bit 1: top-bottom)");
     farray y = output(out_, shape_of(x), "out", {{name, x}, {"flags", flags}});
     float* out = y.mutable_data();
-    const float* inp = x.data();
+    const float* inp = aligned(x, "x");
     without_gil([&] { cnnkit::flip_forward(out, inp, f, s.n, s.h, s.w, s.c); });
     return y;
 }
@@ -533,7 +551,7 @@ farray flip_backward(const farray& dy, const barray& flags, const py::object& ou
 
 void require_matrices(const farray& matrices, int n) {
     require_shape(matrices, {n, 6}, "matrices");
-    const float* m = matrices.data();
+    const float* m = aligned(matrices, "matrices");
     bool finite = true;
     for (int64_t i = 0; i < 6LL * n; ++i) finite &= std::isfinite(m[i]);
     require(finite, "matrices must be finite");
@@ -548,7 +566,7 @@ farray affine_transform_forward(const farray& x, const farray& matrices, int oh,
     const int interp = interpolation_code(interpolation), fill = fill_code(fill_mode);
     farray y = output(out_, {g.N, g.OH, g.OW, g.C}, "out", {{"x", x}, {"matrices", matrices}});
     float* out = y.mutable_data();
-    const float *inp = x.data(), *m = matrices.data();
+    const float *inp = aligned(x, "x"), *m = aligned(matrices, "matrices");
     without_gil([&] {
         (naive ? cnnkit::affine_transform_forward_naive : cnnkit::affine_transform_forward)(
             out, inp, m, g, interp, fill, fill_value);
@@ -565,7 +583,7 @@ farray affine_transform_backward(const farray& dy, const farray& matrices, int h
     const int interp = interpolation_code(interpolation), fill = fill_code(fill_mode);
     farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"matrices", matrices}});
     float* pdx = dx.mutable_data();
-    const float *pdy = dy.data(), *m = matrices.data();
+    const float *pdy = aligned(dy, "dy"), *m = aligned(matrices, "matrices");
     without_gil([&] { cnnkit::affine_transform_backward(pdx, pdy, m, g, interp, fill); });
     return dx;
 }
@@ -576,7 +594,7 @@ void require_windows(const iarray& offsets, int n, int h, int w, int oh, int ow)
     require(oh <= h && ow <= w, "the " + std::to_string(oh) + "x" + std::to_string(ow) +
                                     " window is larger than the " + std::to_string(h) + "x" +
                                     std::to_string(w) + " image");
-    const int32_t* o = offsets.data();
+    const int32_t* o = aligned(offsets, "offsets");
     bool inside = true;
     for (int i = 0; i < n; ++i)
         inside &= o[2 * i] >= 0 && o[2 * i] <= h - oh && o[2 * i + 1] >= 0 && o[2 * i + 1] <= w - ow;
@@ -589,8 +607,8 @@ farray crop_forward(const farray& x, const iarray& offsets, int oh, int ow, cons
     require_windows(offsets, s.n, s.h, s.w, oh, ow);
     farray y = output(out_, {s.n, oh, ow, s.c}, "out", {{"x", x}, {"offsets", offsets}});
     float* out = y.mutable_data();
-    const float* inp = x.data();
-    const int32_t* o = offsets.data();
+    const float* inp = aligned(x, "x");
+    const int32_t* o = aligned(offsets, "offsets");
     without_gil([&] { cnnkit::crop_forward(out, inp, o, s.n, s.h, s.w, s.c, oh, ow); });
     return y;
 }
@@ -601,8 +619,8 @@ farray crop_backward(const farray& dy, const iarray& offsets, int h, int w, cons
     require_windows(offsets, s.n, h, w, s.h, s.w);
     farray dx = output(out_, {s.n, h, w, s.c}, "out", {{"dy", dy}, {"offsets", offsets}});
     float* pdx = dx.mutable_data();
-    const float* pdy = dy.data();
-    const int32_t* o = offsets.data();
+    const float* pdy = aligned(dy, "dy");
+    const int32_t* o = aligned(offsets, "offsets");
     without_gil([&] { cnnkit::crop_backward(pdx, pdy, o, s.n, h, w, s.c, s.h, s.w); });
     return dx;
 }
@@ -614,7 +632,7 @@ farray contrast_forward(const farray& x, const farray& factors, float lo, float 
     require(lo <= hi, "value_range must be (low, high) with low <= high");
     farray y = output(out_, shape_of(x), "out", {{"x", x}, {"factors", factors}});
     float* out = y.mutable_data();
-    const float *inp = x.data(), *f = factors.data();
+    const float *inp = aligned(x, "x"), *f = aligned(factors, "factors");
     const int64_t pixels = static_cast<int64_t>(s.h) * s.w;
     without_gil([&] { cnnkit::contrast_forward(out, inp, f, lo, hi, s.n, pixels, s.c); });
     return y;
@@ -628,7 +646,7 @@ farray contrast_backward(const farray& dy, const farray& x, const farray& factor
     require(lo <= hi, "value_range must be (low, high) with low <= high");
     farray dx = output(out_, shape_of(x), "out", {{"dy", dy}, {"x", x}, {"factors", factors}});
     float* pdx = dx.mutable_data();
-    const float *pdy = dy.data(), *inp = x.data(), *f = factors.data();
+    const float *pdy = aligned(dy, "dy"), *inp = aligned(x, "x"), *f = aligned(factors, "factors");
     const int64_t pixels = static_cast<int64_t>(s.h) * s.w;
     without_gil([&] { cnnkit::contrast_backward(pdx, pdy, inp, f, lo, hi, s.n, pixels, s.c); });
     return dx;

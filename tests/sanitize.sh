@@ -6,8 +6,9 @@
 #   bash tests/sanitize.sh -k conv2d       # extra arguments go to pytest
 #
 # Needs g++ (with libasan/libubsan), and in the current Python: scikit-build-core, pybind11,
-# numpy, pytest. The build goes into a throwaway venv under a temp directory, so the cnnkit
-# installed for the user (if any) is neither used nor touched.
+# numpy, pytest and hypothesis (pip install ".[test]" scikit-build-core pybind11). The build is
+# installed into a throwaway folder put first on PYTHONPATH, so the cnnkit installed for the
+# user (if any) is neither used nor touched.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,15 +16,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnkit-sanitize.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 py=${PYTHON:-python3}
 
-# --system-site-packages: reuse the build tools, numpy and pytest already installed; the venv's
-# own site-packages comes first on sys.path, so its sanitized cnnkit shadows any installed one.
-"$py" -m venv --system-site-packages "$tmp/venv"
 # CNNKIT_SANITIZE=ON (CMakeLists.txt) adds -fsanitize=address,undefined, frame pointers and
 # -fno-sanitize-recover=undefined (a UB report aborts instead of printing and going on).
 # RelWithDebInfo (-O2 -g): optimised as shipped (vectorised loops, same code paths), with lines.
-"$tmp/venv/bin/python" -m pip install --quiet --no-build-isolation --no-deps \
+"$py" -m pip install --quiet --no-build-isolation --no-deps --target "$tmp/site" \
   -C cmake.define.CNNKIT_SANITIZE=ON -C cmake.build-type=RelWithDebInfo \
   -C build-dir="$tmp/build" "$repo"
+export PYTHONPATH="$tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 
 # The interpreter is not instrumented, so the ASan runtime must be preloaded: it has to come
 # before every other library to intercept malloc/free (libubsan is pulled in by _core itself).
@@ -45,17 +44,17 @@ export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 
 cd "$repo"
 # Prove the sanitized build is the one under test before running anything.
-LD_PRELOAD=$preload "$tmp/venv/bin/python" -c "
+LD_PRELOAD=$preload "$py" -c "
 import cnnkit, sys
-assert cnnkit.__file__.startswith('$tmp/venv'), cnnkit.__file__
+assert cnnkit.__file__.startswith('$tmp/site'), cnnkit.__file__
 print('sanitize.sh: testing', cnnkit.__file__)"
 
 # The kernel tests (every instruction set the CPU runs, 1 and 2 threads, via conftest.py).
 # --capture=sys: pytest's default fd capture would swallow a report written to fd 2 when the
 # process aborts; at sys level the report reaches the terminal. -p no:cacheprovider: no cache dir.
-LD_PRELOAD=$preload "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider --capture=sys \
+LD_PRELOAD=$preload "$py" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/test_ops_match_reference.py tests/test_ops_errors.py tests/test_threads.py \
   tests/test_fused_kernels.py tests/test_first_layer_conv.py tests/test_step_allocations.py \
   tests/test_layers.py tests/test_augment.py tests/test_concurrent_predict.py \
-  tests/test_views_and_nonfinite.py tests/test_bad_input.py "$@"
+  tests/test_views_and_nonfinite.py tests/test_bad_input.py tests/test_fuzz.py "$@"
 echo "sanitize.sh: clean under ASan + UBSan"

@@ -98,3 +98,29 @@ def test_the_core_refuses_silent_conversion_and_inconsistent_sizes():
         _core.softmax_cross_entropy(np.zeros((2, 3), np.float32), None, np.array([0, 3]))
     with pytest.raises(ValueError, match="not available"):
         _core.set_simd_isa("sse9")
+
+
+def unaligned(array):
+    """A copy of array whose data starts one byte past an element boundary."""
+    raw = np.zeros(array.nbytes + 1, np.uint8)[1:]
+    view = raw.view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert not view.flags.aligned
+    return view
+
+
+def test_unaligned_arrays_are_copied_by_ops_and_refused_by_the_core():
+    """A view that starts mid-element is legal NumPy but undefined behaviour for a float*
+    (UBSan reports it, and vectorised loops may fault): ops copies it, the core refuses it."""
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 5, 5, 3), dtype=np.float32)
+    w = rng.random((3, 3, 3, 4), dtype=np.float32)
+    np.testing.assert_array_equal(ops.conv2d_forward(unaligned(x), unaligned(w)),
+                                  ops.conv2d_forward(x, w))
+    with pytest.raises(ValueError, match="x must be aligned"):
+        _core.conv2d_forward(unaligned(x), w, None, 1, 1, 0, 0, 3, 3)
+    with pytest.raises(ValueError, match="out must be aligned"):
+        _core.relu_forward(x, out=unaligned(np.zeros_like(x)))
+    p = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="aligned"):
+        ops.adam_update(unaligned(p), p, p.copy(), p.copy(), 1)

@@ -30,7 +30,16 @@ VIEWS = {
     "Fortran order": np.asfortranarray,
     "channels from a wider array": lambda a: np.concatenate([a, a], axis=-1)[..., ::2],
     "float64": lambda a: a.astype(np.float64),
+    "unaligned": lambda a: unaligned(a),
 }
+
+
+def unaligned(array):
+    """A copy whose data starts one byte past an element boundary (legal for NumPy)."""
+    raw = np.zeros(array.nbytes + 1, np.uint8)[1:]
+    view = raw.view(array.dtype).reshape(array.shape)
+    view[...] = array
+    return view
 
 
 @pytest.mark.parametrize("view", VIEWS, ids=list(VIEWS))

@@ -107,6 +107,14 @@ def working_dtype(*values):
     return np.float64 if any(d == np.float64 for d in given) else np.float32
 
 
+def c_array(x, dtype):
+    """x as a C-contiguous, aligned array of dtype: no copy if it already is one. np.asarray
+    with order='C' keeps a view whose data starts mid-element (the kernels refuse it), and
+    np.ascontiguousarray turns a 0-d array into a 1-d one."""
+    array = np.asarray(x, dtype=dtype, order="C")
+    return array if array.flags.aligned else array.copy()
+
+
 def float_array(x, name, ndim=None, dtype=np.float32, fn=None):
     """x as a C-contiguous array of `dtype`, converted once (no copy if it already is one).
 
@@ -125,8 +133,7 @@ def float_array(x, name, ndim=None, dtype=np.float32, fn=None):
         raise ValueError(f"{_prefix(fn)}{name} must be {ndim}-D, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{_prefix(fn)}{name} is empty (shape {array.shape})")
-    # Not np.ascontiguousarray: it turns a 0-d array into a 1-d one.
-    return np.asarray(array, dtype=dtype, order="C")
+    return c_array(array, dtype)
 
 
 def expect_shape(array, shape, name, what, fn=None):
@@ -180,8 +187,9 @@ def inplace_arrays(shape, dtypes=(np.float32,), fn=None, **arrays):
             got = f"dtype {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
             raise TypeError(f"{_prefix(fn)}{name} is updated in place and must be a {allowed} "
                             f"numpy array, got {got}")
-        if not array.flags.c_contiguous:
-            raise ValueError(f"{_prefix(fn)}{name} is updated in place and must be C-contiguous")
+        if not array.flags.c_contiguous or not array.flags.aligned:
+            raise ValueError(f"{_prefix(fn)}{name} is updated in place and must be C-contiguous "
+                             "and aligned")
         if not array.flags.writeable:
             raise ValueError(f"{_prefix(fn)}{name} is updated in place and must be writeable")
         expect_shape(array, shape, name, "grad's shape", fn)
@@ -207,7 +215,7 @@ def class_labels(y_true, logits_shape, dtype=np.float32, fn=None):
             raise ValueError(f"{_prefix(fn)}y_true holds class indices and must have shape "
                              f"({n},) or ({n}, 1) for logits {tuple(logits_shape)}, got "
                              f"{array.shape}")
-        indices = np.ascontiguousarray(array.reshape(n), dtype=np.int64)
+        indices = c_array(array.reshape(n), np.int64)
         bad = indices[(indices < 0) | (indices >= k)]
         if bad.size:
             raise ValueError(f"{_prefix(fn)}y_true holds class index {bad[0]}, outside [0, {k}) "
@@ -350,7 +358,7 @@ def per_image(values, n, name, dtype, row=(), fn=None):
     elif array.shape != (n,) + row:
         raise ValueError(f"{_prefix(fn)}{name} must have shape {shape_text(row)} or "
                          f"{shape_text((n,) + row)} for a batch of {n} images, got {array.shape}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return c_array(array, dtype)
 
 
 def shape_text(shape):

@@ -9,6 +9,7 @@ _keras_logits): one fused, stable kernel whose gradient is exactly (p - y) / N.
 import numpy as np
 
 from . import _core
+from ._args import c_array
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "categorical_crossentropy",
@@ -26,7 +27,7 @@ class Loss:
         self.name = name or _NAMES[type(self)]
 
     def __call__(self, y_true, y_pred):
-        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
+        y_pred = c_array(y_pred, np.float32)
         return float(self.value_and_grad(self.prepare_targets(y_true, y_pred.shape), y_pred)[0])
 
     def prepare_targets(self, y_true, output_shape):
@@ -35,7 +36,7 @@ class Loss:
         y_true = np.asarray(y_true)
         if y_true.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: y_true must be numeric, got dtype {y_true.dtype}")
-        y_true = np.ascontiguousarray(y_true, dtype=np.float32)
+        y_true = c_array(y_true, np.float32)
         if tuple(y_true.shape[1:]) != tuple(output_shape[1:]):
             hint = ""
             if y_true.ndim == 1 or y_true.shape[1:] == (1,):
@@ -118,7 +119,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
                              "with a trailing 1 (one-hot labels: use categorical_crossentropy)")
         if y_true.shape[1:] != expected:
             y_true = y_true.reshape(y_true.shape[:-1])  # Keras accepts a trailing axis of 1
-        labels = np.ascontiguousarray(y_true, dtype=np.int64)
+        labels = c_array(y_true, np.int64)
         k = output_shape[-1]
         if labels.size and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(f"{self.name}: labels must be in [0, {k}), got values from "

@@ -19,7 +19,7 @@ from . import _core
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers, utils
-from ._args import _is_int
+from ._args import _is_int, c_array
 from .callbacks import CallbackList
 from .layers.base import Workspaces
 
@@ -110,7 +110,7 @@ class Trainer:
             self.build((None,) + x.shape[1:])
         else:
             self._check_input((None,) + x.shape[1:])
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return c_array(x, np.float32)
 
     def _prepare(self, x, y, what="x and y"):
         x = self._prepare_x(x)

@@ -27,6 +27,8 @@ import threading
 
 import numpy as np
 
+from .._args import c_array
+
 __all__ = ["Layer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
 
 _REGISTRY = {}   # class name -> class, for from_config; every subclass registers itself
@@ -190,7 +192,7 @@ class Layer:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise TypeError(f'Layer "{self.name}" expects a numeric array, got dtype {x.dtype}')
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = c_array(x, np.float32)
         with self._exclusive():
             self._check_rank(x.shape)  # before build, so that the message shows x's own shape
             if not self.built:
