@@ -31,7 +31,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from compare import FRAMEWORKS, INSTALL, ChildFailed, available, run_child, table  # noqa: E402
+from compare import FRAMEWORKS, ChildFailed, run_child, selected_frameworks, table  # noqa: E402
 
 PLAIN, AUGMENTED = "cnn_train", "cnn_aug_train"
 CHOICES = ("cnnkit", "tf")
@@ -113,14 +113,7 @@ def main():
     parser.add_argument("--only", default=",".join(CHOICES), help="frameworks, in running order")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args()
-    frameworks = []
-    for name in args.only.split(","):
-        if name not in CHOICES:
-            parser.error(f"--only: unknown framework {name!r} (choose from {', '.join(CHOICES)})")
-        if available(name):
-            frameworks.append(name)
-        else:
-            print(f"{FRAMEWORKS[name]}: not importable, skipped ({INSTALL[name]} to include it)")
+    frameworks = selected_frameworks(parser, args.only, CHOICES)
 
     print(f"{platform.processor() or platform.machine()}, {cores} cores, Python "
           f"{platform.python_version()}; {args.threads} thread{'s' * (args.threads > 1)}, batch "

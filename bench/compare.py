@@ -108,6 +108,20 @@ def available(framework):
         return False
 
 
+def selected_frameworks(parser, only, choices):
+    """The frameworks of --only (comma-separated, in running order) that can be imported; an
+    unknown name is a usage error, a missing one is skipped with how to install it."""
+    frameworks = []
+    for name in only.split(","):
+        if name not in choices:
+            parser.error(f"--only: unknown framework {name!r} (choose from {', '.join(choices)})")
+        if available(name):
+            frameworks.append(name)
+        else:
+            print(f"{FRAMEWORKS[name]}: not importable, skipped ({INSTALL[name]} to include it)")
+    return frameworks
+
+
 def run_rounds(frameworks, thread_counts, args):
     """The child processes, alternating: per round, per thread count, NumPy's matmul then each
     framework. A framework whose process fails is reported and dropped."""
@@ -264,14 +278,7 @@ def main():
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]
     most = max(thread_counts)
-    frameworks = []
-    for name in args.only.split(","):
-        if name not in FRAMEWORKS:
-            parser.error(f"--only: unknown framework {name!r} (choose from {', '.join(FRAMEWORKS)})")
-        if available(name):
-            frameworks.append(name)
-        else:
-            print(f"{FRAMEWORKS[name]}: not importable, skipped ({INSTALL[name]} to include it)")
+    frameworks = selected_frameworks(parser, args.only, list(FRAMEWORKS))
 
     flops = flops_per_image()
     print(f"{platform.processor() or platform.machine()}, {cores} cores, Python "

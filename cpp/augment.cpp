@@ -311,6 +311,11 @@ void crop_backward(float* dinp, const float* dout, const int32_t* offsets, int N
 // ---------------------------------------------------------------- contrast
 namespace {
 
+// Contrast before the clip: (x - mean) * f + mean, written as f*x + (1-f)*mean, exact for f = 1.
+inline float contrast(float f, float x, double mean) {
+    return f * x + static_cast<float>((1.0 - f) * mean);
+}
+
 // The mean of each channel of one image img (P,C) into mean (C,), accumulated in double.
 void channel_means(double* mean, const float* img, int64_t P, int64_t C) {
     std::fill(mean, mean + C, 0.0);
@@ -333,13 +338,10 @@ void contrast_forward(float* out, const float* inp, const float* factors, float 
         const float* x = inp + n * img;
         float* o = out + n * img;
         channel_means(mean.data(), x, P, C);
-        // (x - mean) * f + mean written as f*x + (1-f)*mean, exact for f = 1.
         const float f = factors[n];
         for (int64_t p = 0; p < P; ++p)
-            for (int64_t c = 0; c < C; ++c) {
-                const float z = f * x[p * C + c] + static_cast<float>((1.0 - f) * mean[c]);
-                o[p * C + c] = std::min(std::max(z, lo), hi);
-            }
+            for (int64_t c = 0; c < C; ++c)
+                o[p * C + c] = std::min(std::max(contrast(f, x[p * C + c], mean[c]), lo), hi);
     }
 }
 
@@ -359,7 +361,7 @@ void contrast_backward(float* dinp, const float* dout, const float* inp, const f
         const float f = factors[n];
         for (int64_t p = 0; p < P; ++p)
             for (int64_t c = 0; c < C; ++c) {
-                const float z = f * x[p * C + c] + static_cast<float>((1.0 - f) * mean[c]);
+                const float z = contrast(f, x[p * C + c], mean[c]);
                 const float g = (z >= lo && z <= hi) ? d[p * C + c] : 0.0f;
                 di[p * C + c] = f * g;
                 gsum[c] += g;

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._args import c_array
 
-__all__ = ["Layer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
+__all__ = ["Layer", "RandomLayer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
 
 _REGISTRY = {}   # class name -> class, for from_config; every subclass registers itself
 _NAME_COUNTS = {}
@@ -330,6 +330,31 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class RandomLayer(Layer):
+    """A layer that draws from a generator of its own (Dropout's masks, the augmentation
+    layers' parameters): made at build from `self.seed`, or without one from the global
+    generator (cnnkit.utils.set_random_seed); its state is saved with the model, so a resumed
+    fit draws exactly what an uninterrupted one would."""
+    seed = None
+    _generator = None
+
+    def build(self, input_shape):
+        from .. import utils
+        self._generator = utils.spawn_generator(self.seed)
+        super().build(input_shape)
+
+    def get_state(self):
+        return {"generator": self._generator.bit_generator.state if self._generator else None}
+
+    def set_state(self, state):
+        if state.get("generator") is not None:
+            self._generator = np.random.default_rng()
+            self._generator.bit_generator.state = state["generator"]
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
 
 
 class ActivationMixin:

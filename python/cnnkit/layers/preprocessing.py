@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from .. import _args, _core, utils
-from .base import Layer
+from .. import _args, _core
+from .base import RandomLayer
 
 __all__ = ["RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomCrop",
            "RandomContrast"]
@@ -29,7 +29,7 @@ def _array(buffers, name, shape, dtype=np.float32):
     return np.empty(shape, dtype) if array is None else array
 
 
-class _Augmentation(Layer):
+class _Augmentation(RandomLayer):
     """The shared part: the generator, the identity at inference, and backward."""
     input_ndim = 4
     preprocessing = True
@@ -40,13 +40,8 @@ class _Augmentation(Layer):
             raise ValueError(f"{type(self).__name__}: cnnkit works on channels_last (NHWC) "
                              "images only")
         self.seed = _args.seed(seed, type(self).__name__)
-        self._generator = None
         self._undo = None  # backward of the last forward pass; None: it was the identity
         self._params = None  # the last per-image parameters (flags, matrices, window, factors)
-
-    def build(self, input_shape):
-        self._generator = utils.spawn_generator(self.seed)
-        super().build(input_shape)
 
     def forward(self, x, training=False):
         self._undo = None
@@ -57,16 +52,6 @@ class _Augmentation(Layer):
             return None
         return dy if self._undo is None else self._undo(dy)
 
-    def get_state(self):
-        return {"generator": self._generator.bit_generator.state if self._generator else None}
-
-    def set_state(self, state):
-        if state.get("generator") is not None:
-            self._generator = np.random.default_rng()
-            self._generator.bit_generator.state = state["generator"]
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
 
 
 class RandomFlip(_Augmentation):

@@ -1,20 +1,19 @@
 """Dropout."""
 import numpy as np
 
-from .. import utils
 from .._args import real_number
-from .base import Layer
+from .base import RandomLayer
 
 __all__ = ["Dropout"]
 
 
-class Dropout(Layer):
+class Dropout(RandomLayer):
     """Inverted dropout: in training each value is zeroed with probability `rate` and the
     survivors are scaled by 1 / (1 - rate), so that inference is the identity.
 
     Masks come from the layer's own generator, made at build from `seed` or, without one, from
     the global generator (cnnkit.utils.set_random_seed); its state is saved with the model, so
-    a resumed fit draws the same masks as an uninterrupted one."""
+    a resumed fit draws the same masks as an uninterrupted one (RandomLayer)."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -22,12 +21,7 @@ class Dropout(Layer):
         if noise_shape is not None:
             raise ValueError("Dropout: noise_shape is not supported")
         self.rate, self.seed = float(rate), seed
-        self._generator = None
         self._scale = None
-
-    def build(self, input_shape):
-        self._generator = utils.spawn_generator(self.seed)
-        super().build(input_shape)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0:
@@ -43,13 +37,5 @@ class Dropout(Layer):
     def backward(self, dy):
         return dy if self._scale is None else np.multiply(dy, self._scale, out=self._dx)
 
-    def get_state(self):
-        return {"generator": self._generator.bit_generator.state if self._generator else None}
-
-    def set_state(self, state):
-        if state.get("generator") is not None:
-            self._generator = np.random.default_rng()
-            self._generator.bit_generator.state = state["generator"]
-
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}
