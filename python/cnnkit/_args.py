@@ -356,10 +356,11 @@ def per_image(values, n, name, dtype, row=(), fn=None):
     if array.shape == row:
         array = np.broadcast_to(array, (n,) + row)
     elif array.shape != (n,) + row:
-        raise ValueError(f"{_prefix(fn)}{name} must have shape {shape_text(row)} or "
-                         f"{shape_text((n,) + row)} for a batch of {n} images, got {array.shape}")
+        raise ValueError(f"{_prefix(fn)}{name} must have shape {shape_str(row)} or "
+                         f"{shape_str((n,) + row)} for a batch of {n} images, got {array.shape}")
     return c_array(array, dtype)
 
 
-def shape_text(shape):
+def shape_str(shape):
+    """(3,) or (None, 32, 32, 3), as Python writes a tuple (None for an open size)."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

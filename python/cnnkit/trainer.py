@@ -19,7 +19,7 @@ from . import _core
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers, utils
-from ._args import _is_int, c_array
+from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
 from .layers.base import Workspaces
 
@@ -165,8 +165,9 @@ class Trainer:
             metric.update_state(y, out)
 
     def _train_batch(self, x, y):
-        """One update; False, and no update, when the loss or a gradient is not finite: the
-        weights then stay those of the last finite step (Keras' TerminateOnNaN, by default)."""
+        """One update; False, and no update (or the update undone), when the loss, a gradient
+        or an updated weight is not finite: the weights then stay those of the last finite
+        step (Keras' TerminateOnNaN, by default)."""
         with self._exclusive():
             self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
             self._set_workspaces(True)
@@ -386,13 +387,7 @@ class Trainer:
 
 def _batch_size(value, fn, name="batch_size"):
     """None -> 32 (Keras' default); else a positive integer."""
-    if value is None:
-        return 32
-    if not _is_int(value):
-        raise TypeError(f"{fn}: {name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+    return 32 if value is None else positive_int(value, name, fn)
 
 
 def _count(value, name, fn):

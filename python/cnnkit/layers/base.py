@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from .._args import c_array
+from .._args import c_array, shape_str
 
 __all__ = ["Layer", "RandomLayer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
 
@@ -45,10 +45,6 @@ def unique_name(base):
     count = _NAME_COUNTS.get(base, 0)
     _NAME_COUNTS[base] = count + 1
     return base if count == 0 else f"{base}_{count}"
-
-
-def shape_str(shape):
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def get_layer_class(class_name, custom_objects=None):
