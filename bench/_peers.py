@@ -77,7 +77,7 @@ class Cnnkit:
         self.version = f"cnnkit {cnnkit.__version__}"
 
     def build(self, workload, data):
-        from cnnkit.cli.train_cifar10 import classic_cnn
+        from cnnkit.applications import classic_cnn
         from cnnkit.models import conv_autoencoder
         x, _, y = data
         if workload == "ae_train":

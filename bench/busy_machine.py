@@ -29,7 +29,7 @@ CHILD = """
 import sys, time
 import numpy as np
 import cnnkit
-from cnnkit.cli.train_cifar10 import classic_cnn
+from cnnkit.applications import classic_cnn
 cnnkit.set_num_threads(int(sys.argv[1]))
 steps, batch = int(sys.argv[2]), int(sys.argv[3])
 model = classic_cnn()

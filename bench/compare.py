@@ -70,7 +70,7 @@ def multiply_adds(layer, in_shape, out_shape):
 
 def flops_per_image():
     """{workload: flops per image} under the convention of the module docstring."""
-    from cnnkit.cli.train_cifar10 import classic_cnn
+    from cnnkit.applications import classic_cnn
     from cnnkit.models import conv_autoencoder
     counts = {}
     for name, model in (("cnn", classic_cnn()), ("ae", conv_autoencoder()[0])):

@@ -12,7 +12,7 @@ import tracemalloc
 import numpy as np
 
 import cnnkit
-from cnnkit.cli.train_cifar10 import classic_cnn
+from cnnkit.applications import classic_cnn
 from cnnkit.utils import set_random_seed
 
 

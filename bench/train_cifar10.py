@@ -10,7 +10,7 @@ Defaults take about a minute on 2 cores.
 """
 from _fit_timing import compare_threads, parser, training_data
 
-from cnnkit.cli.train_cifar10 import classic_cnn
+from cnnkit.applications import classic_cnn
 
 
 def main():

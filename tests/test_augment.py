@@ -236,7 +236,9 @@ def test_non_contiguous_input_gives_the_same_result():
 def test_backward_of_each_layer_is_its_kernels_backward():
     x = images(3, 8, 9, 2)
     for layer in all_layers():
-        y = layer(x, training=True)
+        layer.build((None,) + x.shape[1:])
+        call = layer.new_state()
+        y = layer.forward(call, x, training=True)
         dy, p = images(*y.shape), layer._params
         if isinstance(layer, RandomFlip):
             expected = R.flip_backward(dy, p & 1 > 0, p & 2 > 0)
@@ -247,12 +249,14 @@ def test_backward_of_each_layer_is_its_kernels_backward():
         else:
             expected = R.affine_transform_backward(dy, p, (8, 9), layer.interpolation,
                                                    layer.fill_mode)
-        close(layer.backward(dy), expected, 1e-4)
-        layer.input_grad_needed = False  # nothing reads it: not computed
-        assert layer.backward(dy) is None and layer.backward(None) is None
+        close(layer.backward(call, dy), expected, 1e-4)
+        call.need_dx = False  # nothing reads it: not computed
+        assert layer.backward(call, dy) is None and layer.backward(call, None) is None
     flip = RandomFlip()
-    flip(x)  # inference: the identity, backward too
-    assert flip.backward(x) is x
+    flip.build((None,) + x.shape[1:])
+    call = flip.new_state()
+    assert flip.forward(call, x, training=False) is x  # inference: the identity, backward too
+    assert flip.backward(call, x) is x
 
 
 # ---------------------------------------------------------------- in models
@@ -260,6 +264,12 @@ def test_backward_of_each_layer_is_its_kernels_backward():
 def cnn(*front):
     return Sequential([Input((12, 12, 3)), *front, Conv2D(4, 3, activation="relu"),
                        MaxPooling2D(), Flatten(), Dense(3, activation="softmax")])
+
+
+def need_dx(model):
+    """need_dx of each call state of the trainer's last training step, by layer name."""
+    gs = model._step_state(True).active
+    return {step.layer.name: child.need_dx for step, child in zip(gs.graph.steps, gs.children)}
 
 
 def data(n=16):
@@ -277,7 +287,8 @@ def test_fit_predict_evaluate_summary_in_a_sequential():
     assert len(history.history["loss"]) == 2
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     # The conv after the augmentation layers skips its input gradient: nothing reads it.
-    assert [l.input_grad_needed for l in model.layers[4:7]] == [False, False, True]
+    needs = need_dx(model)
+    assert [needs[l.name] for l in model.layers[4:7]] == [False, False, True]
     # Inference: the augmentation layers are the identity.
     expected = x
     for layer in model.layers[5:]:
@@ -299,7 +310,7 @@ def test_a_nested_augmentation_model_and_a_crop_change_the_shapes_and_grads():
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     x, y = data(8)
     model.train_on_batch(x, y)
-    assert augment.preprocessing and not model.layers[1].input_grad_needed
+    assert augment.preprocessing and not need_dx(model)[model.layers[1].name]
     assert model.output_shape == (None, 3) and model.layers[1].input_shape == (None, 10, 10, 3)
     assert model.predict(x, verbose=0).shape == (8, 3)
 
@@ -313,7 +324,8 @@ def test_an_augmentation_layer_after_weights_passes_the_gradient_back():
     x, y = data(4)
     kernel = model.get_weights()[0].copy()
     model.train_on_batch(x, y)
-    assert all(l.input_grad_needed for l in model.layers[1:4])
+    needs = need_dx(model)
+    assert all(needs[l.name] for l in model.layers[1:4])
     assert not np.array_equal(kernel, model.get_weights()[0])
 
 
@@ -330,7 +342,8 @@ def test_save_and_load_keep_the_config_and_resume_the_random_stream(tmp_path):
     assert loaded.get_config() == model.get_config()
     assert loaded.layers[1].fill_value == 0.5 and loaded.layers[1].height_factor == [-0.1, 0.2]
     for _ in range(2):  # the generators go on where they stopped
-        close(loaded.forward(x, training=True), model.forward(x, training=True))
+        close(loaded.forward(loaded.new_state(), x, training=True),
+              model.forward(model.new_state(), x, training=True))
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
     close(loaded.get_weights()[0], model.get_weights()[0])

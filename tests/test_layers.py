@@ -21,6 +21,13 @@ def f64(a):
     return np.asarray(a, dtype=np.float64)
 
 
+def call(layer, x, training=True):
+    """Runs a built layer forward on a call state of its own (what backward needs is kept
+    there); returns the output and the state, for layer.backward(state, dy)."""
+    state = layer.new_state()
+    return layer.forward(state, np.ascontiguousarray(x, np.float32), training), state
+
+
 def close(actual, expected, tol=1e-4):
     expected = f64(expected)
     scale = max(1.0, float(np.abs(expected).max()))
@@ -43,20 +50,22 @@ def test_conv2d_matches_reference(strides, padding, activation, use_bias):
                    use_bias=use_bias, bias_initializer="random_normal")
     x = randn(2, 7, 6, 3)
     y = layer(x)
+    y_call, st = call(layer, x)
+    assert np.array_equal(y_call, y)
     w = layer.weights[0]
     b = layer.weights[1] if use_bias else None
     act, act_back = ACTIVATIONS[activation or "linear"]
     z = R.conv2d_forward(f64(x), f64(w), None if b is None else f64(b), strides, padding)
     close(y, act(z))
     dy = randn(*y.shape)
-    dx = layer.backward(dy)
+    dx = layer.backward(st, dy)
     dz = act_back(f64(dy), f64(y))
     rdx, rdw, rdb = R.conv2d_backward(dz, f64(x), f64(w), strides, padding)
     close(dx, rdx)
-    close(layer.grads[0], rdw)
-    assert len(layer.grads) == (2 if use_bias else 1)
+    close(st.grads[0], rdw)
+    assert len(st.grads) == (2 if use_bias else 1)
     if use_bias:
-        close(layer.grads[1], rdb)
+        close(st.grads[1], rdb)
 
 
 @pytest.mark.parametrize("shape", [(4, 6), (2, 3, 6)])
@@ -66,16 +75,18 @@ def test_dense_matches_reference_on_2d_and_nd_inputs(shape, activation):
     x = randn(*shape)
     y = layer(x)
     assert y.shape == shape[:-1] + (3,)
+    y_call, st = call(layer, x)
+    assert np.array_equal(y_call, y)
     w, b = layer.get_weights()
     act, act_back = ACTIVATIONS[activation or "linear"]
     close(y, act(f64(x) @ f64(w) + b))
     dy = randn(*y.shape)
-    dx = layer.backward(dy)
+    dx = layer.backward(st, dy)
     dz = act_back(f64(dy), f64(y)).reshape(-1, 3)
     rdx, rdw, rdb = R.dense_backward(dz, f64(x).reshape(-1, 6), f64(w))
     close(dx, rdx.reshape(x.shape))
-    close(layer.grads[0], rdw)
-    close(layer.grads[1], rdb)
+    close(st.grads[0], rdw)
+    close(st.grads[1], rdb)
 
 
 @pytest.mark.parametrize("pool_size,strides,padding", [
@@ -87,8 +98,11 @@ def test_maxpooling2d_matches_reference(pool_size, strides, padding, training):
     x[0, :2, :2, 0] = 1.5  # a tie: the gradient goes to the first maximum only
     y = layer(x, training=training)
     close(y, R.maxpool2d_forward(f64(x), pool_size, strides, padding))
+    y_call, st = call(layer, x, training)
+    assert np.array_equal(y_call, y)
     dy = randn(*y.shape)
-    close(layer.backward(dy), R.maxpool2d_backward(f64(dy), f64(x), pool_size, strides, padding))
+    close(layer.backward(st, dy),
+          R.maxpool2d_backward(f64(dy), f64(x), pool_size, strides, padding))
 
 
 def test_upsampling_flatten_reshape_activation_match_reference():
@@ -96,34 +110,40 @@ def test_upsampling_flatten_reshape_activation_match_reference():
     up = UpSampling2D((2, 3))
     y = up(x)
     close(y, R.upsampling2d_forward(f64(x), (2, 3)))
+    _, st = call(up, x)
     dy = randn(*y.shape)
-    close(up.backward(dy), R.upsampling2d_backward(f64(dy), (2, 3)))
+    close(up.backward(st, dy), R.upsampling2d_backward(f64(dy), (2, 3)))
 
     flat = Flatten()
     assert flat(x).shape == (2, 60) and np.array_equal(flat(x), x.reshape(2, -1))
-    assert np.array_equal(flat.backward(dy.reshape(2, -1)[:, :60]), dy.reshape(2, -1)[:, :60].reshape(x.shape))
+    _, st = call(flat, x)
+    assert np.array_equal(flat.backward(st, dy.reshape(2, -1)[:, :60]),
+                          dy.reshape(2, -1)[:, :60].reshape(x.shape))
 
     reshape = Reshape((-1, 5))
     assert reshape(x).shape == (2, 12, 5)
     assert reshape.compute_output_shape((None, 3, 4, 5)) == (None, 12, 5)
-    assert reshape.backward(np.ones((2, 12, 5), np.float32)).shape == x.shape
+    _, st = call(reshape, x)
+    assert reshape.backward(st, np.ones((2, 12, 5), np.float32)).shape == x.shape
 
     act = Activation("softmax")
     y = act(x)
     close(y, R.softmax_forward(f64(x)))
-    close(act.backward(dy[:, :3, :4, :5].copy()), R.softmax_backward(f64(dy[:, :3, :4, :5]), f64(y)))
+    _, st = call(act, x)
+    close(act.backward(st, dy[:, :3, :4, :5].copy()),
+          R.softmax_backward(f64(dy[:, :3, :4, :5]), f64(y)))
 
 
 def test_dropout_is_inverted_active_only_in_training_and_seeded():
     x = np.ones((200, 50), np.float32)
     layer = Dropout(0.25, seed=3)
-    assert np.array_equal(layer(x), x)  # inference: the identity
-    y = layer(x, training=True)
+    assert np.array_equal(layer(x), x)  # inference: the identity (and builds the layer)
+    y, st = call(layer, x, training=True)
     kept = y != 0
     assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
     assert abs(kept.mean() - 0.75) < 0.02
     dy = randn(200, 50)
-    np.testing.assert_allclose(layer.backward(dy), dy * kept / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(layer.backward(st, dy), dy * kept / 0.75, rtol=1e-6)
     again = Dropout(0.25, seed=3)
     assert np.array_equal(again(x, training=True), y)  # same seed, same mask
     with pytest.raises(ValueError):
@@ -140,9 +160,21 @@ def test_direct_calls_accept_float64_and_integer_images():
 # ---------------------------------------------------------------- gradients through a model
 
 def _model_gradients(model, x, y):
-    out = model.forward(x, training=True)
-    loss = model._loss_and_backward(y, out)
-    return loss, model._trainable_grads()
+    """The loss and the trainable weights' gradients of one training pass, as the trainer
+    computes them (softmax fused with the loss where the model allows it)."""
+    state = model.new_state()
+    _, _, sources = model._step_plan(state, 1)  # configures it: the input needs no gradient
+    out = model.forward(state, x, True)
+    loss, douts = model._losses_and_grads(state, [y], [out])
+    model.backward(state, douts[0], model._fused)
+    return loss, model._gradients(state, sources)
+
+
+def _batch_loss(model, y, x):
+    """The loss of the model on x in inference mode (y prepared by the loss)."""
+    state = model.new_state()
+    out = model.forward(state, x, False)
+    return model._losses_and_grads(state, [y], [out])[0]
 
 
 def _agrees(difference, analytic):
@@ -161,7 +193,7 @@ def _numeric_check(model, x, y, entries=6):
     _, grads = _model_gradients(model, x, y)
 
     def loss():
-        return model._batch_loss(y, model.forward(x, training=False))
+        return _batch_loss(model, y, x)
 
     for w, g in zip(model.trainable_weights, grads):
         assert g.shape == w.shape
@@ -199,7 +231,7 @@ def test_fused_softmax_crossentropy_gradients_match_finite_differences():
     x = randn(5, 6, 6, 2)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 5)]
     _numeric_check(model, x, y)
-    assert model._fused
+    assert model._fused == [True]  # one flag per output
 
 
 @pytest.mark.parametrize("loss,last,units", [
@@ -224,10 +256,11 @@ def test_crossentropy_on_probabilities_gradient_when_softmax_is_not_last():
     x = randn(6, 4)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 6)]
     _numeric_check(model, x, y)
-    assert not model._fused
+    assert model._fused == [False]  # one flag per output
     probabilities = model.predict(x)
     expected = -np.mean(np.sum(y * np.log(probabilities), axis=1))
-    assert abs(model._batch_loss(y, model.forward(x)) - expected) < 1e-5
+    y = model.loss.prepare_targets(y, model.output_shape)
+    assert abs(_batch_loss(model, y, x) - expected) < 1e-5
 
 
 def test_input_gradient_matches_finite_differences():
@@ -237,9 +270,12 @@ def test_input_gradient_matches_finite_differences():
     x = randn(3, 6, 6, 2)
     y = np.eye(4, dtype=np.float32)[[0, 2, 3]]
     model._prepare(x, y)
-    model.forward(x, training=True)
-    dlogits = model.loss.from_logits_value_and_grad(y, model.logits)[1]
-    dx = model.backward_from_logits(dlogits)
+    y = model.loss.prepare_targets(y, model.output_shape)
+    state = model.new_state()
+    model._configure(state, [True], True)  # the input gradient is wanted here
+    model.forward(state, x, True)
+    dlogits = model.loss.from_logits_value_and_grad(y, model.logits_of(state))[1]
+    dx = model.backward_from_logits(state, dlogits)
     for flat in rng.choice(x.size, 8, replace=False):
         index = np.unravel_index(flat, x.shape)
 
@@ -248,7 +284,7 @@ def test_input_gradient_matches_finite_differences():
             for sign in (1, -1):
                 xp = x.copy()
                 xp[index] += sign * eps
-                values.append(model._batch_loss(y, model.forward(xp)))
+                values.append(_batch_loss(model, y, xp))
             return (values[0] - values[1]) / (2 * eps)
 
         assert _agrees(difference, dx[index])

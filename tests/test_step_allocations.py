@@ -1,5 +1,5 @@
 """Issue #5: no allocation inside a warm training step. Layers write their outputs and gradients
-into workspaces (layers/base.py) through the kernels' out= arguments (cpp/bindings.cpp); these
+into workspaces (layers/call_state.py) through the kernels' out= arguments (cpp/bindings.cpp); these
 tests bound what a warm step allocates, check that reusing buffers changes no result and that
 nothing handed to the user points into them, and check the out= arguments."""
 import tracemalloc
@@ -116,12 +116,22 @@ def test_workspaces_change_no_result():
         set_random_seed(3)
         model = mixed_model()
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        made = []
         if not reuse:
-            model._set_workspaces = lambda on: None
+            # Workspaces are on exactly for call states made with reuse=True (the trainer's):
+            # give every step a new state without them.
+            def fresh_state(training, model=model):
+                made.append(model.new_state(reuse=False))
+                return made[-1]
+            model._step_state = fresh_state
             model._gather = lambda data, indices, name: data[indices]
         history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_split=0.2)
         results.append((model.get_weights(), history.history, model.evaluate(x, y, verbose=0),
                         model.predict(x, batch_size=10), model.train_on_batch(x[:5], y[:5])))
+        if reuse:
+            assert model._step_state(True).reuse and model._step_state(False).reuse
+        else:  # the patch took effect: every step ran on a state without workspaces
+            assert made and not any(state.reuse for state in made)
     (w1, h1, e1, p1, t1), (w2, h2, e2, p2, t2) = results
     for a, b in zip(w1, w2):
         np.testing.assert_array_equal(a, b)

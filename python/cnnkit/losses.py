@@ -37,6 +37,8 @@ class Loss:
         if y_true.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: y_true must be numeric, got dtype {y_true.dtype}")
         y_true = c_array(y_true, np.float32)
+        if y_true.ndim == len(output_shape) - 1 and output_shape[-1] == 1:
+            y_true = y_true.reshape(y_true.shape + (1,))  # (N,) for a (None, 1) output, as Keras
         if tuple(y_true.shape[1:]) != tuple(output_shape[1:]):
             hint = ""
             if y_true.ndim == 1 or y_true.shape[1:] == (1,):

@@ -24,11 +24,7 @@ FORMAT_VERSION = 1
 
 def _weight_layers(model):
     """Leaf layers holding weights, in get_weights() order (nested models flattened)."""
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _weight_layers(layer)
-        elif layer.weights:
-            yield layer
+    return [layer for layer in model._flat_layers() if layer.weights]
 
 
 def _layer_table(model):
@@ -117,6 +113,7 @@ def _base_config(model, kind):
                          "save: build it or fit it first")
     return {"format_version": FORMAT_VERSION, "kind": kind, "cnnkit_version": __version__,
             "model": {"class_name": type(model).__name__, "config": model.get_config()},
+            "build_shapes": [list(s) for s in model._build_shapes],
             "layers": _layer_table(model)}
 
 
@@ -135,9 +132,9 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     if model.compiled:
         config["compile"] = {
             "optimizer": optimizers.serialize(model.optimizer),
-            "loss": None if model.loss is None else losses.serialize(model.loss),
-            "metrics": [m if isinstance(m, str) else getattr(m, "name", getattr(m, "__name__", None))
-                        for m in model._metric_ids]}
+            "loss": _nested(model.loss, losses.serialize),
+            "loss_weights": model._loss_weights,
+            "metrics": _nested(model._metric_ids, _metric_name)}
         if include_optimizer:
             iterations, slots = model.optimizer.get_state()
             config["optimizer_iterations"] = iterations
@@ -164,13 +161,38 @@ def _set_weights(model, config, weights, path):
     model.set_weights(weights)
 
 
+def _nested(value, fn):
+    """A loss or metric, or a list or dict of them, with each leaf serialized by fn."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "class_name" not in value:  # by output name
+        return {k: _nested(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nested(v, fn) for v in value]
+    return fn(value)
+
+
+def _metric_name(metric):
+    return metric if isinstance(metric, str) else getattr(metric, "name",
+                                                          getattr(metric, "__name__", None))
+
+
+def _build_from_file(model, config):
+    """Builds an unbuilt model for the input shapes the file was saved with."""
+    shapes = config.get("build_shapes")
+    if shapes is None:  # files written before build_shapes: a Sequential's own record
+        shape = config["model"]["config"].get("build_input_shape")
+        shapes = None if shape is None else [shape]
+    if not shapes:
+        raise ValueError(f'Model "{model.name}" must be built before load_weights')
+    shapes = [tuple(s) for s in shapes]
+    model.build(shapes[0] if len(shapes) == 1 else shapes)
+
+
 def load_weights(model, filepath):
     config, weights, _ = _read(filepath)
     if not model.built:
-        shape = config["model"]["config"].get("build_input_shape")
-        if shape is None:
-            raise ValueError(f'Model "{model.name}" must be built before load_weights')
-        model.build(tuple(shape))
+        _build_from_file(model, config)
     _set_weights(model, config, weights, os.fspath(filepath))
 
 
@@ -183,9 +205,16 @@ def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
     spec = config["model"]
     cls = {**(model_classes or {}), **(custom_objects or {})}.get(spec["class_name"])
     if cls is None:
-        raise ValueError(f"{path}: unknown model class {spec['class_name']!r}")
+        raise ValueError(
+            f"{path} holds a model of class {spec['class_name']!r}, which cnnkit does not know: "
+            f"a subclassed model is rebuilt from its own class, so pass it as "
+            f"load_model(path, custom_objects={{{spec['class_name']!r}: {spec['class_name']}}}) "
+            "(with a get_config() giving its __init__ arguments, as in Keras), or make the "
+            "model again and call load_weights(path)")
     try:
         model = cls.from_config(spec["config"], custom_objects)
+        if not model.built:
+            _build_from_file(model, config)
         _set_weights(model, config, weights, path)
         model.set_state(config.get("state") or {})
         compiled = config.get("compile")
@@ -199,13 +228,25 @@ def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
     return model
 
 
+def _known_metrics(value, dropped):
+    if isinstance(value, dict):
+        return {k: _known_metrics(v, dropped) for k, v in value.items()}
+    if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+        return [_known_metrics(v, dropped) for v in value]
+    if isinstance(value, list):
+        known = [m for m in value if m in ("accuracy", "acc") or m in metrics.FUNCTIONS]
+        dropped.extend(m for m in value if m not in known)
+        return known
+    return value
+
+
 def _restore_compile(model, config, compiled, slots, path):
-    known = [m for m in compiled["metrics"] if m in ("accuracy", "acc") or m in metrics.FUNCTIONS]
-    if len(known) != len(compiled["metrics"]):
-        warnings.warn(f"{path}: custom metrics are not restored: "
-                      f"{[m for m in compiled['metrics'] if m not in known]}", stacklevel=3)
+    dropped = []
+    known = _known_metrics(compiled.get("metrics"), dropped)
+    if dropped:
+        warnings.warn(f"{path}: custom metrics are not restored: {dropped}", stacklevel=3)
     model.compile(optimizer=optimizers.get(compiled["optimizer"]),
-                  loss=None if compiled["loss"] is None else losses.get(compiled["loss"]),
-                  metrics=known)
+                  loss=_nested(compiled["loss"], losses.get),
+                  loss_weights=compiled.get("loss_weights"), metrics=known)
     if "optimizer_iterations" in config:
         model.optimizer.set_state(config["optimizer_iterations"], slots, model.trainable_weights)

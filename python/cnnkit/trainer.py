@@ -1,14 +1,19 @@
 """The training loop of a model, as Keras' Trainer: compile, fit, evaluate, predict and the
-*_on_batch functions.
+*_on_batch functions, for models of one or several inputs and outputs.
 
-Data are converted once per call (x to C-contiguous float32, y by the loss), never per batch;
-batches are then slices or index gathers of those arrays, which the layers trust. A training or
-test step runs with the layers' workspaces on (layers/base.py): the batch gathers, the layers'
-outputs and gradients and the loss gradient go to buffers reused from step to step, so a warm
-step allocates no array; only floats leave a step (the logs), and predict copies each batch's
-outputs into the array it returns. Shuffling uses
-the model's own generator (seeded from the global one, saved with the model), so a resumed fit
-shuffles exactly as an uninterrupted one.
+Data are converted once per call (each x to C-contiguous float32, each y by its loss), never
+per batch; batches are then slices or index gathers of those arrays, which the layers trust. A
+training or test step runs the model on call states the trainer keeps (reuse=True): the batch
+gathers, the layers' outputs and gradients and the loss gradients go to buffers reused from
+step to step, so a warm step allocates no array; only floats leave a step (the logs), and
+predict copies each batch's outputs into the arrays it returns. Shuffling uses the model's own
+generator (seeded from the global one, saved with the model), so a resumed fit shuffles exactly
+as an uninterrupted one.
+
+Several outputs (Keras 3's rules): loss is one loss for every output, a list (one per output)
+or a dict by output name; loss_weights likewise; metrics a list of lists or a dict by output
+name (a flat list only for one output). The logs hold 'loss' (the weighted sum), then
+'<output>_loss' for each output and '<output>_<metric>' for each metric.
 """
 import math
 import warnings
@@ -21,7 +26,8 @@ from . import metrics as metrics_module
 from . import optimizers, utils
 from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
-from .layers.base import Workspaces
+from .layers.base import TRAINABLE_VERSION
+from .layers.call_state import Workspaces
 
 __all__ = ["Trainer", "NotCompiledError"]
 
@@ -37,29 +43,35 @@ class Trainer:
         self.compiled = False
         self.stop_training = False
         self.history = None
-        self._metric_ids = []
-        self._metrics = None  # made on first use, when the output shape is known
+        self._compile_args = None
+        self._outputs_compiled = None  # per output: (name, loss, weight, metric ids), at first use
+        self._metrics = None
         self._loss_tracker = metrics_module.Mean("loss")
         self._shuffler = None
-        self._step_buffers = Workspaces()  # batch gathers and the loss gradient, by batch size
-        self._loss_out = False
-        self._kept_weights = []  # the weights before the update, should it overflow
+        self._step_buffers = Workspaces()  # batch gathers and the loss gradients, by batch size
+        self._states = {}                  # the trainer's call states, by training mode
+        self._kept_weights = []            # the weights before the update, should it overflow
+        self._grad_sums = {}               # a shared layer's summed weight gradients
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1, **kwargs):
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword arguments {sorted(kwargs)}")
-        if loss_weights is not None:
-            raise ValueError("compile: loss_weights applies to models with several outputs; a "
-                             "Sequential has one")
         self.optimizer = optimizers.get(optimizer)
-        self.loss = None if loss is None else losses_module.get(loss)
+        self.loss = _map_structure(loss, losses_module.get, "loss")
         if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}]")
-        self._metric_ids = list(metrics or [])
-        for metric in self._metric_ids:  # an unknown name is reported here, not in fit
-            metrics_module.get(metric, self.loss)
+        self._metric_ids = metrics
+        for metric in _leaves(metrics):  # an unknown name is reported here, not in fit
+            if metric is not None:
+                metrics_module.get(metric, None)
+        if loss_weights is not None and not isinstance(loss_weights, (list, tuple, dict)):
+            if not isinstance(loss_weights, (int, float)) or isinstance(loss_weights, bool):
+                raise TypeError(f"compile: loss_weights must be a number, a list or a dict, got "
+                                f"{loss_weights!r}")
+        self._loss_weights = loss_weights
+        self._outputs_compiled = None
         self._metrics = None
         self.compiled = True
 
@@ -70,58 +82,155 @@ class Trainer:
             raise ValueError(f"{what}(): the model was compiled without a loss; pass loss= to "
                              "compile()")
 
+    def _per_output(self):
+        """[(name, Loss or None, weight, [metric ids])] per output, from compile's arguments
+        matched to the model's outputs (once the model is built)."""
+        if self._outputs_compiled is not None:
+            return self._outputs_compiled
+        names = self.output_names
+        several = len(names) > 1
+        losses = _match(self.loss, names, "loss", several)
+        weights = _match(self._loss_weights, names, "loss_weights", several)
+        metric_ids = self._metric_ids
+        if isinstance(metric_ids, (list, tuple)) and not several:
+            metric_ids = [list(metric_ids)]
+        elif isinstance(metric_ids, (list, tuple)) and several and any(
+                not isinstance(m, (list, tuple)) and m is not None for m in metric_ids):
+            raise ValueError(f"compile: metrics={metric_ids!r} for a model with outputs {names}: "
+                             "give a list of lists (one per output) or a dict by output name, "
+                             "as in Keras")
+        metric_ids = _match(metric_ids, names, "metrics", several)
+        compiled = []
+        for name, loss, weight, ids in zip(names, losses, weights, metric_ids):
+            if loss is None:
+                raise ValueError(f'compile: no loss for output "{name}"; cnnkit trains every '
+                                 f"output (outputs: {names})")
+            weight = 1.0 if weight is None else weight
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+                raise TypeError(f'compile: the loss weight of output "{name}" must be a number, '
+                                f"got {weight!r}")
+            compiled.append((name, loss, float(weight), list(ids or [])))
+        self._outputs_compiled = compiled
+        return compiled
+
     @property
     def metrics(self):
-        return [self._loss_tracker] + list(self._metrics or [])
+        if self.compiled and self.built and self.loss is not None:
+            self._build_metrics()
+        return [self._loss_tracker] + [m for m in (self._metrics or [])]
 
     @property
     def metrics_names(self):
         return [m.name for m in self.metrics]
 
     def _build_metrics(self):
-        if self._metrics is None:
-            self._metrics = [metrics_module.get(m, self.loss, self.output_shape)
-                             for m in self._metric_ids]
-            # Softmax fused with cross-entropy: the loss then reads the last layer's logits.
-            self._fused = self.loss.fuses_softmax and self.output_activation == "softmax"
-            # cnnkit's own losses write their gradient into a buffer (out=); a user's may not.
-            self._loss_out = type(self.loss) in losses_module.BUILT_IN
+        """The loss and metric objects of each output, named as Keras names them."""
+        if self._metrics is not None:
+            return
+        outputs = self._per_output()
+        several = len(outputs) > 1
+        shapes = self._output_shapes()
+        self._output_losses = [metrics_module.Mean(f"{name}_loss") for name, *_ in outputs] \
+            if several else []
+        self._output_metrics = []
+        for (name, loss, _, ids), shape in zip(outputs, shapes):
+            made = []
+            for m in ids:
+                metric = metrics_module.get(m, loss, shape)
+                if several:
+                    metric.name = f"{name}_{metric.name}"
+                made.append(metric)
+            self._output_metrics.append(made)
+        self._metrics = self._output_losses + [m for ms in self._output_metrics for m in ms]
+        # Softmax fused with cross-entropy, per output: the loss then reads the logits.
+        self._fused = [loss.fuses_softmax and self._output_activation_at(i, True) == "softmax"
+                       for i, (_, loss, _, _) in enumerate(outputs)]
+        # cnnkit's own losses write their gradient into a buffer (out=); a user's may not.
+        self._loss_out = [type(loss) in losses_module.BUILT_IN for _, loss, _, _ in outputs]
+
+    def _output_shapes(self):
+        shapes = self.compute_output_shape(None)
+        return shapes if isinstance(shapes, list) else [shapes]
 
     def _reset_metrics(self):
         for metric in self.metrics:
             metric.reset_state()
 
     def _logs(self):
-        return {m.name: float(m.result()) for m in self.metrics}
+        """The metrics' values by name, sorted by name as Keras 3 gives its logs."""
+        return {m.name: float(m.result()) for m in sorted(self.metrics, key=lambda m: m.name)}
 
     # ------------------------------------------------------------ data
+    def _arrays(self, x, what):
+        """x as a list of C-contiguous float32 arrays, one per model input (a single array, a
+        list, or a dict by input name)."""
+        if isinstance(x, dict):
+            if not self.built:
+                raise ValueError(f'Model "{self.name}": x as a dict needs a built model')
+            names = self.input_names
+            missing = [n for n in names if n not in x]
+            if missing or len(x) != len(names):
+                raise ValueError(f'Model "{self.name}": x has keys {sorted(x)}, the model\'s '
+                                 f"inputs are {names}")
+            x = [x[n] for n in names]
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        if isinstance(x, (list, tuple)) and self.built:
+            expected = len(self._build_shapes)
+            if len(items) != expected:
+                raise ValueError(f'Model "{self.name}" expects {expected} input(s), but {what} '
+                                 f"got {len(items)} arrays")
+        arrays = []
+        for i, item in enumerate(items):
+            try:
+                a = np.asarray(item)
+            except (ValueError, TypeError):  # a ragged list
+                raise TypeError(f'Model "{self.name}" expects a numeric array x, got a '
+                                f"{type(item).__name__} that is not one") from None
+            if a.dtype.kind not in "fiub":
+                raise TypeError(f'Model "{self.name}" expects a numeric array x, got dtype {a.dtype}')
+            if a.ndim == 0 or len(a) == 0:
+                raise ValueError(f'Model "{self.name}": x is empty (shape {a.shape})')
+            arrays.append(c_array(a, np.float32))
+        if len({len(a) for a in arrays}) > 1:
+            raise ValueError(f'Model "{self.name}": the inputs hold different numbers of '
+                             f"samples: {[len(a) for a in arrays]}")
+        return arrays
+
     def _prepare_x(self, x):
-        """x as C-contiguous float32 (one conversion); builds the model on first use."""
-        try:
-            x = np.asarray(x)
-        except (ValueError, TypeError):  # a ragged list
-            raise TypeError(f'Model "{self.name}" expects a numeric array x, got a '
-                            f"{type(x).__name__} that is not one") from None
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f'Model "{self.name}" expects a numeric array x, got dtype {x.dtype}')
-        if x.ndim == 0 or len(x) == 0:
-            raise ValueError(f'Model "{self.name}": x is empty (shape {x.shape})')
+        """The inputs as arrays (one conversion); builds the model on first use."""
+        xs = self._arrays(x, "x")
+        shapes = [(None,) + a.shape[1:] for a in xs]
+        shape = shapes if len(xs) > 1 or self._takes_several_inputs else shapes[0]
         if not self.built:
-            self.build((None,) + x.shape[1:])
+            self.build(shape)
         else:
-            self._check_input((None,) + x.shape[1:])
-        return c_array(x, np.float32)
+            self._check_input(shape)
+        return xs
 
     def _prepare(self, x, y, what="x and y"):
-        x = self._prepare_x(x)
+        xs = self._prepare_x(x)
         if y is None:
             raise ValueError("y is required to train or evaluate a model")
         self._build_metrics()
-        y = self.loss.prepare_targets(y, self.output_shape)
-        if y.ndim == 0 or len(y) != len(x):
-            raise ValueError(f"{what} must hold the same number of samples, got {len(x)} "
-                             f"and {len(y) if y.ndim else 'a scalar'}")
-        return x, y
+        outputs, shapes = self._per_output(), self._output_shapes()
+        names = [o[0] for o in outputs]
+        if isinstance(y, dict):
+            unknown = [k for k in y if k not in names]
+            if unknown or len(y) != len(names):
+                raise ValueError(f"{what}: y has keys {sorted(y)}, the model's outputs are {names}")
+            y = [y[n] for n in names]
+        elif len(names) > 1:
+            if not isinstance(y, (list, tuple)) or len(y) != len(names):
+                raise ValueError(f"{what}: the model has {len(names)} outputs {names}: give y as "
+                                 f"a list of {len(names)} arrays or a dict by output name")
+        else:
+            y = [y]
+        ys = [loss.prepare_targets(t, shape) for (_, loss, _, _), t, shape in zip(outputs, y, shapes)]
+        for t in ys:
+            if t.ndim == 0 or len(t) != len(xs[0]):
+                raise ValueError(f"{what} must hold the same number of samples, got {len(xs[0])} "
+                                 f"and {len(t) if t.ndim else 'a scalar'}")
+        return xs, ys
 
     def _shuffle_generator(self):
         if self._shuffler is None:
@@ -137,51 +246,106 @@ class Trainer:
             self._shuffler.bit_generator.state = state
 
     # ------------------------------------------------------------ one batch
-    def _loss_grad(self, y, out):
-        """(loss, gradient) of this batch: with respect to the logits when softmax is fused with
-        the loss, else to the output; the gradient in a reused buffer for cnnkit's losses."""
-        pred = self.logits if self._fused else out
-        kwargs = {}
-        if self._loss_out:
-            kwargs["out"] = self._step_buffers(len(pred))("dloss", pred.shape)
-        if self._fused:
-            return self.loss.from_logits_value_and_grad(y, pred, **kwargs)
-        return self.loss.value_and_grad(y, pred, **kwargs)
+    def _step_state(self, training):
+        """The call state the trainer runs the model with (its buffers are reused)."""
+        graph = self._graph_for(training)
+        state = self._states.get(graph)  # by the graph itself: a rebuilt model gets new states
+        if state is None:
+            state = self._states[graph] = self.new_state(reuse=True)
+            state.plan = None
+        return state
 
-    def _loss_and_backward(self, y, out):
-        loss, grad = self._loss_grad(y, out)
-        if self._fused:
-            self.backward_from_logits(grad)
-        else:
-            self.backward(grad)
-        return loss
+    def _run(self, state, xs, training):
+        out = self.forward(state, xs if len(xs) > 1 else xs[0], training)
+        return out if isinstance(out, list) else [out]
 
-    def _batch_loss(self, y, out):
-        return self._loss_grad(y, out)[0]
+    def _losses_and_grads(self, state, ys, outs):
+        """The weighted total loss and each output's loss gradient (with respect to its logits
+        where softmax is fused), the gradients in reused buffers for cnnkit's losses."""
+        total, grads = 0.0, []
+        for i, ((_, loss, weight, _), y, out) in enumerate(zip(self._per_output(), ys, outs)):
+            pred = self.logits_of(state, i) if self._fused[i] else out
+            kwargs = {}
+            if self._loss_out[i]:
+                kwargs["out"] = self._step_buffers(len(pred))(f"dloss{i}", pred.shape)
+            if self._fused[i]:
+                value, grad = loss.from_logits_value_and_grad(y, pred, **kwargs)
+            else:
+                value, grad = loss.value_and_grad(y, pred, **kwargs)
+            if weight != 1.0:
+                grad = np.multiply(grad, np.float32(weight), out=grad if self._loss_out[i] else None)
+            if self._output_losses:
+                self._output_losses[i].update_state(value, len(y))
+            total += weight * float(value)
+            grads.append(grad)
+        return total, grads
 
-    def _update_metrics(self, loss, y, out):
-        self._loss_tracker.update_state(loss, len(y))
-        for metric in self._metrics:
-            metric.update_state(y, out)
+    def _update_metrics(self, loss, ys, outs):
+        self._loss_tracker.update_state(loss, len(ys[0]))
+        for metrics, y, out in zip(self._output_metrics, ys, outs):
+            for metric in metrics:
+                metric.update_state(y, out)
 
-    def _train_batch(self, x, y):
+    def _step_plan(self, state, n_inputs):
+        """What a training step needs beyond the graph, worked out once (again only when a
+        layer's `trainable` changes): which calls compute input gradients (configure), the
+        trainable weights, and for each trainable layer the call states its gradient comes from."""
+        plan = getattr(state, "plan", None)
+        if plan is not None and plan[0] == TRAINABLE_VERSION[0]:
+            return plan
+        self._configure(state, [False] * n_inputs, True)  # a trained model's inputs need none
+        by_layer = {}
+        for layer, child in self._leaf_states(state, True):
+            by_layer.setdefault(id(layer), []).append(child)
+        sources = [(layer, by_layer.get(id(layer), [])) for layer in self._flat_layers()
+                   if self.trainable and layer.trainable and layer.weights]
+        state.plan = plan = (TRAINABLE_VERSION[0], self.trainable_weights, sources)
+        return plan
+
+    def _gradients(self, state, sources):
+        """The gradient of each trainable weight, in trainable_weights' order: a layer's own
+        call state's, or, for a layer called more than once, the sum over its calls."""
+        grads = []
+        for layer, calls in sources:
+            if len(calls) == 1:
+                grads.extend(calls[0].grads)
+            elif not calls:  # not in the training graph: its weights do not move
+                grads.extend(self._sum_buffer(layer, i, w, zero=True)
+                             for i, w in enumerate(layer.weights))
+            else:
+                for i, w in enumerate(layer.weights):
+                    total = self._sum_buffer(layer, i, w)
+                    np.copyto(total, calls[0].grads[i])
+                    for other in calls[1:]:
+                        np.add(total, other.grads[i], out=total)
+                    grads.append(total)
+        return grads
+
+    def _sum_buffer(self, layer, i, weight, zero=False):
+        key = (id(layer), i)
+        buf = self._grad_sums.get(key)
+        if buf is None or buf.shape != weight.shape:
+            buf = self._grad_sums[key] = np.zeros_like(weight)
+        elif zero:
+            buf.fill(0)
+        return buf
+
+    def _train_batch(self, xs, ys):
         """One update; False, and no update (or the update undone), when the loss, a gradient
         or an updated weight is not finite: the weights then stay those of the last finite
         step (Keras' TerminateOnNaN, by default)."""
         with self._exclusive():
-            self._set_input_grad_needed(False)  # a trained model's own input gets no gradient
-            self._set_workspaces(True)
-            try:
-                out = self.forward(x, training=True)
-                loss = self._loss_and_backward(y, out)
-                grads = self._trainable_grads()
-                self._last_loss = loss
-                finite = math.isfinite(loss) and _core.all_finite(grads)
-                if finite:
-                    finite = self._apply_keeping_finite(grads, self.trainable_weights)
-                self._update_metrics(loss, y, out)
-            finally:
-                self._set_workspaces(False)
+            state = self._step_state(True)
+            _, weights, sources = self._step_plan(state, len(xs))
+            outs = self._run(state, xs, True)
+            loss, douts = self._losses_and_grads(state, ys, outs)
+            self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
+            grads = self._gradients(state, sources)
+            self._last_loss = loss
+            finite = math.isfinite(loss) and _core.all_finite(grads)
+            if finite:
+                finite = self._apply_keeping_finite(grads, weights)
+            self._update_metrics(loss, ys, outs)
         return finite
 
     def _apply_keeping_finite(self, grads, weights):
@@ -206,20 +370,24 @@ class Trainer:
                       "from before this batch (the last finite ones)", RuntimeWarning,
                       stacklevel=3)
 
-    def _test_batch(self, x, y):
+    def _test_batch(self, xs, ys):
         with self._exclusive():
-            self._set_workspaces(True)
-            try:
-                out = self.forward(x, training=False)
-                self._update_metrics(self._batch_loss(y, out), y, out)
-            finally:
-                self._set_workspaces(False)
+            state = self._step_state(False)
+            outs = self._run(state, xs, False)
+            loss, _ = self._losses_and_grads(state, ys, outs)
+            self._update_metrics(loss, ys, outs)
 
     def _gather(self, data, indices, name):
         """data[indices] into a buffer reused while the batch size stays the same."""
         shape = (len(indices),) + data.shape[1:]
         out = self._step_buffers(len(indices))(name, shape, data.dtype)
         return np.take(data, indices, axis=0, out=out, mode="clip")  # 'raise' would copy
+
+    def _batch(self, arrays, order, batch, prefix):
+        if order is None:
+            return [a[batch] for a in arrays]
+        # the indices are a permutation: 'clip' never clips
+        return [self._gather(a, order[batch], f"{prefix}{i}") for i, a in enumerate(arrays)]
 
     # ------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -241,7 +409,7 @@ class Trainer:
         if validation_batch_size is not None:
             validation_batch_size = _batch_size(validation_batch_size, "fit",
                                                 "validation_batch_size")
-        x, y = self._prepare(x, y)
+        xs, ys = self._prepare(x, y)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -252,12 +420,14 @@ class Trainer:
                     or not 0 < validation_split < 1):
                 raise ValueError(f"fit: validation_split must be a number in (0, 1), got "
                                  f"{validation_split!r}")
-            split = int(len(x) * (1 - validation_split))  # Keras: the last samples, unshuffled
-            if split == 0 or split == len(x):
-                raise ValueError(f"fit: validation_split={validation_split} of {len(x)} samples "
+            n = len(xs[0])
+            split = int(n * (1 - validation_split))  # Keras: the last samples, unshuffled
+            if split == 0 or split == n:
+                raise ValueError(f"fit: validation_split={validation_split} of {n} samples "
                                  "leaves no training or no validation samples")
-            x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        n = len(x)
+            val = ([a[split:] for a in xs], [t[split:] for t in ys])
+            xs, ys = [a[:split] for a in xs], [t[:split] for t in ys]
+        n = len(xs[0])
         steps = math.ceil(n / batch_size)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps, in_fit=True)
@@ -272,11 +442,8 @@ class Trainer:
             for step in range(steps):
                 cbs.on_train_batch_begin(step)
                 batch = slice(step * batch_size, (step + 1) * batch_size)
-                if order is None:
-                    finite = self._train_batch(x[batch], y[batch])
-                else:  # the indices are a permutation: 'clip' never clips
-                    finite = self._train_batch(self._gather(x, order[batch], "x"),
-                                               self._gather(y, order[batch], "y"))
+                finite = self._train_batch(self._batch(xs, order, batch, "x"),
+                                           self._batch(ys, order, batch, "y"))
                 logs = self._logs()
                 if not finite:
                     self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
@@ -294,15 +461,15 @@ class Trainer:
         return cbs.history
 
     # ------------------------------------------------------------ evaluate and predict
-    def _evaluate(self, x, y, batch_size, cbs):
+    def _evaluate(self, xs, ys, batch_size, cbs):
         self._reset_metrics()
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(len(xs[0]) / batch_size)
         cbs.on_test_begin()
         logs = {}
         for step in range(steps):
             cbs.on_test_batch_begin(step)
             batch = slice(step * batch_size, (step + 1) * batch_size)
-            self._test_batch(x[batch], y[batch])
+            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys])
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
@@ -316,10 +483,10 @@ class Trainer:
             raise ValueError("evaluate: sample_weight and steps are not supported")
         verbose = _verbose(verbose, "evaluate")
         batch_size = _batch_size(batch_size, "evaluate")
-        x, y = self._prepare(x, y)
+        xs, ys = self._prepare(x, y)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=1, steps=math.ceil(len(x) / batch_size))
-        logs = self._evaluate(x, y, batch_size, cbs)
+                           epochs=1, steps=math.ceil(len(xs[0]) / batch_size))
+        logs = self._evaluate(xs, ys, batch_size, cbs)
         return self._returned(logs, return_dict)
 
     def _returned(self, logs, return_dict):
@@ -329,32 +496,33 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        """The model's outputs for x, computed batch by batch (training=False)."""
+        """The model's outputs for x, computed batch by batch (training=False): an array, or
+        a list (a dict) of them for a model of several outputs."""
         if steps is not None:
             raise ValueError("predict: steps is not supported")
         verbose = _verbose(verbose, "predict")
         batch_size = _batch_size(batch_size, "predict")
-        x = self._prepare_x(x)
-        steps = math.ceil(len(x) / batch_size)
+        xs = self._prepare_x(x)
+        n = len(xs[0])
+        steps = math.ceil(n / batch_size)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=steps)
         cbs.on_predict_begin()
-        outputs = None
+        results = None
         for step in range(steps):
             cbs.on_predict_batch_begin(step)
             start = step * batch_size
-            with self._exclusive():  # out lives in a workspace: copied before letting go
-                self._set_workspaces(True)
-                try:
-                    out = self.forward(x[start:start + batch_size], training=False)
-                finally:
-                    self._set_workspaces(False)
-                if outputs is None:  # allocated once the first batch shows the output's shape
-                    outputs = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
-                outputs[start:start + len(out)] = out
-            cbs.on_predict_batch_end(step, {"outputs": outputs[start:start + len(out)]})
+            with self._exclusive():  # the outputs live in workspaces: copied before letting go
+                outs = self._run(self._step_state(False),
+                                 [a[start:start + batch_size] for a in xs], False)
+                if results is None:  # allocated once the first batch shows the output shapes
+                    results = [np.empty((n,) + o.shape[1:], dtype=o.dtype) for o in outs]
+                for r, o in zip(results, outs):
+                    r[start:start + len(o)] = o
+            done = [r[start:start + len(outs[0])] for r in results]
+            cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(done)})
         cbs.on_predict_end()
-        return outputs
+        return self._pack_outputs(results)
 
     # ------------------------------------------------------------ single batches
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -362,9 +530,9 @@ class Trainer:
         self._require("train_on_batch")
         if sample_weight is not None or class_weight is not None:
             raise ValueError("train_on_batch: sample_weight and class_weight are not supported")
-        x, y = self._prepare(x, y)
+        xs, ys = self._prepare(x, y)
         self._reset_metrics()
-        if not self._train_batch(x, y):
+        if not self._train_batch(xs, ys):
             self._invalid_loss("train_on_batch")
         return self._returned(self._logs(), return_dict)
 
@@ -372,15 +540,58 @@ class Trainer:
         self._require("test_on_batch")
         if sample_weight is not None:
             raise ValueError("test_on_batch: sample_weight is not supported")
-        x, y = self._prepare(x, y)
+        xs, ys = self._prepare(x, y)
         self._reset_metrics()
-        self._test_batch(x, y)
+        self._test_batch(xs, ys)
         return self._returned(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
-        x = self._prepare_x(x)
+        xs = self._prepare_x(x)
         with self._exclusive():
-            return self.forward(x, training=False)
+            outs = self._run(self.new_state(), xs, False)  # new arrays: they are the caller's
+        return self._pack_outputs(outs)
+
+
+# ---------------------------------------------------------------- compile's structures
+
+def _leaves(value):
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _map_structure(value, fn, what):
+    """A loss (or a list / dict of them) with each leaf converted by fn."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: (None if v is None else fn(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [None if v is None else fn(v) for v in value]
+    return fn(value)
+
+
+def _match(value, names, what, several):
+    """compile's `what` (one value, a list, or a dict by output name) as one entry per output."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"compile: {what} has keys {unknown} that are not outputs of the "
+                             f"model; its outputs are {names}")
+        return [value.get(n) for n in names]
+    if isinstance(value, (list, tuple)) and (several or what == "metrics"):
+        if len(value) != len(names):
+            raise ValueError(f"compile: {what} has {len(value)} entries but the model has "
+                             f"{len(names)} outputs {names}")
+        return list(value)
+    if isinstance(value, (list, tuple)) and len(value) == 1 and what != "metrics":
+        return list(value)
+    if isinstance(value, (list, tuple)) and what != "metrics":
+        raise ValueError(f"compile: {what} has {len(value)} entries but the model has one "
+                         f"output")
+    return [value] * len(names)
 
 
 # ---------------------------------------------------------------- argument checks

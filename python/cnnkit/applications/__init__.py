@@ -1,7 +1,12 @@
 """cnnkit.applications: ready-made models built from the public layers, as keras.applications.
 
+  classic_cnn        the classic Keras CIFAR-10 CNN, compiled
   conv_autoencoder   a convolutional autoencoder: (autoencoder, encoder, decoder)
+
+They import the engine and the layers, never cnnkit.models (which re-exports them), so there
+is no import cycle.
 """
 from .autoencoder import conv_autoencoder
+from .classic_cnn import classic_cnn
 
-__all__ = ["conv_autoencoder"]
+__all__ = ["classic_cnn", "conv_autoencoder"]

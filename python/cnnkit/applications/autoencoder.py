@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import optimizers
 from ..layers import Conv2D, Dense, Flatten, Input, MaxPooling2D, Reshape, UpSampling2D
-from ..models import Sequential
+from ..engine.sequential import Sequential
 
 __all__ = ["conv_autoencoder"]
 

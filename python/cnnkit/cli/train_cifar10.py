@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from cnnkit.applications import classic_cnn  # noqa: F401 (re-exported: the CLI's model)
 from cnnkit.callbacks import Callback, ProgbarLogger
 
 DEFAULT_SAVE = "cifar10_cnn.cnnkit"
@@ -59,23 +60,6 @@ def _positive(text):
     if value < 1:
         raise ValueError(text)  # argparse turns this into "invalid _positive value"
     return value
-
-
-def classic_cnn():
-    """The classic Keras CIFAR-10 CNN, compiled as in the Keras example."""
-    from cnnkit.layers import Conv2D, Dense, Flatten, MaxPooling2D
-    from cnnkit.models import Sequential
-
-    model = Sequential()
-    model.add(Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)))
-    model.add(MaxPooling2D((2, 2)))
-    model.add(Conv2D(64, (3, 3), activation="relu"))
-    model.add(MaxPooling2D((2, 2)))
-    model.add(Flatten())
-    model.add(Dense(128, activation="relu"))
-    model.add(Dense(10, activation="softmax"))
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def prepared_data(data_dir=None, limit=None):

@@ -2,24 +2,25 @@
 configs) and a forward/backward pair for training.
 
 A layer's contract:
-  build(input_shape)       makes the weights; shapes include the batch axis as None.
-  forward(x, training)     x is C-contiguous float32 (the model guarantees it); keeps what
-                           backward needs and returns the output.
-  backward(dy)             returns dx and sets self.grads, aligned with self.weights.
-  compute_output_shape(s)  the output shape for input shape s (None for unknown sizes).
-layer(x, training=False) checks and converts x, builds on first use, and runs forward.
+  build(input_shape)            makes the weights; shapes include the batch axis as None (a
+                                list of shapes for a layer that takes a list, `takes_list`).
+  forward(call, x, training)    x is C-contiguous float32 (the model guarantees it), or a list
+                                of them; keeps what backward needs on `call` (a CallState, one
+                                per call site: layers/call_state.py) and returns the output.
+  backward(call, dy)            returns dx (a list for a list input), or None when
+                                call.need_dx is False, and sets call.grads, aligned with weights.
+  compute_output_shape(s)       the output shape for input shape s (None for unknown sizes).
 
-Workspaces: during a training step, evaluate and predict, the model turns them on
-(_set_workspaces) and a layer writes the arrays it makes into buffers it keeps, one set per
-input shape (the two most recent), so that a warm step allocates no array. The buffers are
-overwritten by the next step: nothing that outlives a step may point into them, which is why
-they are off for a direct layer(x) or model(x) call, whose result belongs to the caller.
+layer(x) on arrays checks and converts x, builds on first use and runs forward once, with a
+CallState of its own. layer(t) on symbolic tensors (cnnkit.Input, or another layer's output)
+builds the layer, records the call as a Node of the model graph (engine/node.py) and returns
+symbolic outputs: that is how functional models are written.
 
-Threads: a layer keeps state between calls (its workspaces, what backward needs), so each
-layer has a lock, and a call or a model's step holds the locks of every layer it runs
-(_exclusive). The kernels release the GIL, so other Python threads go on meanwhile; two
-threads calling predict on one model take turns batch by batch, and each gets the answers it
-would get alone. Models that share layers (an autoencoder and its encoder) share their locks.
+Threads: a model's call states live with the model, so each layer has a lock, and a call or a
+model's step holds the locks of every layer it runs (_exclusive). The kernels release the GIL,
+so other Python threads go on meanwhile; two threads calling predict on one model take turns
+batch by batch, and each gets the answers it would get alone. Models that share layers (an
+autoencoder and its encoder) share their locks.
 """
 import contextlib
 import re
@@ -28,10 +29,15 @@ import threading
 import numpy as np
 
 from .._args import c_array, shape_str
+from .call_state import NO_BUFFERS, Buffers, CallState, Workspaces
 
-__all__ = ["Layer", "RandomLayer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS"]
+__all__ = ["Layer", "RandomLayer", "shape_str", "Buffers", "Workspaces", "NO_BUFFERS",
+           "CallState"]
 
 _REGISTRY = {}   # class name -> class, for from_config; every subclass registers itself
+# Counts changes of any layer's `trainable`: a trainer recomputes what it caches about which
+# weights train (and which calls need input gradients) when this moves.
+TRAINABLE_VERSION = [0]
 _NAME_COUNTS = {}
 
 
@@ -76,45 +82,20 @@ def _batch_shape(shape, who):
     return tuple(None if s is None else int(s) for s in shape)
 
 
-class Buffers(dict):
-    """Named arrays reused from call to call: buffers(name, shape) is the same array each time
-    (made anew only when the shape or dtype changes). Contents are not kept: the caller
-    overwrites them."""
-
-    def __call__(self, name, shape, dtype=np.float32):
-        array = self.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = self[name] = np.empty(shape, dtype)
-        return array
-
-
-def NO_BUFFERS(name, shape, dtype=np.float32):
-    """Buffers when workspaces are off: None, so that each kernel makes a new array."""
-    return None
-
-
-class Workspaces:
-    """Buffers per input shape, the `keep` most recently used: a new batch size (the last,
-    partial batch of an epoch) gets its own, and alternating between two sizes reuses both."""
-
-    def __init__(self, keep=2):
-        self.keep = keep
-        self._by_shape = {}  # insertion order = least recently used first
-
-    def __call__(self, shape):
-        buffers = self._by_shape.pop(shape, None)
-        if buffers is None:
-            buffers = Buffers()
-            if len(self._by_shape) >= self.keep:
-                del self._by_shape[next(iter(self._by_shape))]
-        self._by_shape[shape] = buffers
-        return buffers
+def _numeric(x, who):
+    """An eager input as a C-contiguous float32 array."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f'Layer "{who}" expects a numeric array, got dtype {x.dtype}')
+    return c_array(x, np.float32)
 
 
 class Layer:
     # Input rank the layer accepts (checked on build and on direct calls); None: any.
     input_ndim = None
     input_min_ndim = None
+    # True for a layer called on a list of tensors (the merge layers).
+    takes_list = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -127,8 +108,11 @@ class Layer:
                             f"{kwargs}")
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"{type(self).__name__}: cnnkit computes in float32, got dtype={dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty string without "
+                             f"'/', got {name!r}")
         self.name = name or unique_name(_snake_case(type(self).__name__))
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if input_shape is not None and batch_input_shape is None:
@@ -138,26 +122,38 @@ class Layer:
         self.built = False
         self.input_shape = self.output_shape = None
         self._weights = []
+        self._inbound_nodes = []  # the Nodes recording this layer's symbolic calls
         self._mutex = threading.RLock()
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        TRAINABLE_VERSION[0] += 1
 
     # ------------------------------------------------------------ building
     def build(self, input_shape):
         """Makes the weights for this input shape (batch axis included). Subclasses call
         super().build(input_shape) last."""
-        self.input_shape = tuple(input_shape)
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.input_shape = _as_shape(input_shape)
+        self.output_shape = _as_shape(self.compute_output_shape(self.input_shape))
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return _as_shape(input_shape)
 
     def _build_checked(self, input_shape):
         """build(), after the rank check, so that any mismatch names this layer."""
-        input_shape = tuple(None if s is None else int(s) for s in input_shape)
+        input_shape = _as_shape(input_shape)
         self._check_rank(input_shape)
         self.build(input_shape)
 
     def _check_rank(self, shape):
+        if self.takes_list:
+            return
         ndim = len(shape)
         if self.input_ndim is not None and ndim != self.input_ndim:
             self._incompatible(f"expected ndim={self.input_ndim}, found ndim={ndim}", shape)
@@ -170,6 +166,9 @@ class Layer:
 
     def _check_input(self, shape):
         """A built layer called again: same rank, and the sizes its weights depend on."""
+        if self.takes_list:
+            self.compute_output_shape(shape)  # the merge layers check compatibility there
+            return
         self._check_rank(shape)
         built = self.input_shape
         if self.weights and built is not None:
@@ -178,24 +177,54 @@ class Layer:
                 self._incompatible(f"expected shape={shape_str(built)}, found "
                                    f"shape={shape_str(shape)}", shape)
 
+    def _ensure_built(self, shape):
+        """Builds on the first call, else checks the input against the built layer."""
+        if not self.built:
+            self._build_checked(shape)
+        else:
+            self._check_input(shape)
+
     def add_weight(self, shape, initializer):
         weight = initializer(shape)
         self._weights.append(weight)
         return weight
 
-    # ------------------------------------------------------------ running
-    def __call__(self, x, training=False):
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f'Layer "{self.name}" expects a numeric array, got dtype {x.dtype}')
-        x = c_array(x, np.float32)
-        with self._exclusive():
+    # ------------------------------------------------------------ calling
+    def __call__(self, inputs, training=None, **kwargs):
+        """On symbolic tensors: records the call in the model graph. On arrays: runs the layer
+        once (training=False unless given) and returns a new array."""
+        from ..engine import symbolic
+        if kwargs:
+            raise TypeError(f'Layer "{self.name}" got unexpected keyword arguments {sorted(kwargs)}')
+        if symbolic.any_symbolic(inputs):
+            return symbolic.call_symbolic(self, inputs, training)
+        return self._call_eager(inputs, bool(training))
+
+    def _call_eager(self, inputs, training):
+        if self.takes_list:
+            if not isinstance(inputs, (list, tuple)):
+                raise TypeError(f'Layer "{self.name}" ({type(self).__name__}) expects a list of '
+                                f"arrays, got {type(inputs).__name__}")
+            x = [_numeric(a, self.name) for a in inputs]
+            actual = [a.shape for a in x]
+            shape = [(None,) + a.shape[1:] for a in x]
+        else:
+            if isinstance(inputs, (list, tuple, dict)):
+                raise TypeError(f'Layer "{self.name}" ({type(self).__name__}) takes one array, '
+                                f"got a {type(inputs).__name__}")
+            x = _numeric(inputs, self.name)
             self._check_rank(x.shape)  # before build, so that the message shows x's own shape
-            if not self.built:
-                self._build_checked((None,) + x.shape[1:])
+            actual, shape = x.shape, (None,) + x.shape[1:]
+        with self._exclusive():
+            if self.built:
+                self._check_input(actual)  # the message shows the shape received
             else:
-                self._check_input(x.shape)
-            return self.forward(x, training=bool(training))
+                self._build_checked(shape)
+            return self.forward(self.new_state(), x, training=training)
+
+    def new_state(self, reuse=False):
+        """The state of one call site (a model makes one per node of its graph)."""
+        return CallState(self, reuse)
 
     # ------------------------------------------------------------ threads
     def _own_layers(self):
@@ -212,62 +241,36 @@ class Layer:
             yield
 
     def __getstate__(self):
-        # A lock cannot be copied or pickled; workspaces are scratch. copy.deepcopy and pickle
-        # make a layer with a lock of its own.
+        # A lock cannot be copied or pickled; graph nodes and call states belong to the
+        # original. copy.deepcopy and pickle make a layer with a lock of its own.
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_mutex", "_workspaces", "_grad_workspace")}
+                 if k not in ("_mutex", "_inbound_nodes", "_states")}
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._inbound_nodes = []
         self._mutex = threading.RLock()
 
     # Every layer defines these two; the base class only names the contract.
-    def forward(self, x, training=False):
-        raise NotImplementedError(f"{type(self).__name__} does not define forward(x, training)")
+    def forward(self, call, x, training=False):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward(call, x, training)")
 
-    def backward(self, dy):
-        raise NotImplementedError(f"{type(self).__name__} does not define backward(dy)")
+    def backward(self, call, dy):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward(call, dy)")
 
-    # A layer ending in an activation (Dense, Conv2D, Activation, a Sequential) names it here,
-    # so that a model can fuse softmax with cross-entropy: it then reads `logits` (the values
-    # before the activation) after forward and calls backward_from_logits(dlogits).
+    # A layer ending in an activation (Dense, Conv2D, Activation, a model) names it here, so
+    # that a model can fuse softmax with cross-entropy: it then reads logits_of(call) (the
+    # values before the activation) after forward and calls backward_from_logits(call, dlogits).
     output_activation = None
 
-    # False when nothing reads the gradient backward returns (the first layer of the model being
-    # trained): a layer may then skip computing it and return None. Set by Sequential.
-    input_grad_needed = True
+    def logits_of(self, call):
+        return call.logits
 
-    # True for a layer that only preprocesses the input (the augmentation layers): it has no
-    # weights, so no gradient needs to pass through a model's leading run of them.
+    # True for a layer that only preprocesses the input (the augmentation layers).
     preprocessing = False
 
-    # ------------------------------------------------------------ workspaces
-    _reuse = False  # set by _set_workspaces, for the length of a step
-
-    def _set_workspaces(self, on):
-        self._reuse = on
-
-    def _buffers(self, shape):
-        """Buffers for the arrays made from an input of this shape, or NO_BUFFERS when
-        workspaces are off."""
-        if not self._reuse:
-            return NO_BUFFERS
-        if "_workspaces" not in self.__dict__:
-            self._workspaces = Workspaces()
-        return self._workspaces(shape)
-
-    def _grad_buffers(self):
-        """Buffers for the weight gradients (their shapes do not depend on the batch)."""
-        if not self._reuse:
-            return NO_BUFFERS
-        if "_grad_workspace" not in self.__dict__:
-            self._grad_workspace = Buffers()
-        return self._grad_workspace
-
     # ------------------------------------------------------------ weights
-    grads = ()  # set by backward, aligned with weights
-
     @property
     def weights(self):
         return self._weights
@@ -275,9 +278,6 @@ class Layer:
     @property
     def trainable_weights(self):
         return list(self.weights) if self.trainable else []
-
-    def _trainable_grads(self):
-        return list(self.grads) if self.trainable and self.weights else []
 
     @property
     def non_trainable_weights(self):
@@ -328,6 +328,13 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+def _as_shape(shape):
+    """A shape tuple, or a list of them (a layer that takes or gives several tensors)."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return [_as_shape(s) for s in shape]
+    return tuple(None if s is None else int(s) for s in shape)
+
+
 class RandomLayer(Layer):
     """A layer that draws from a generator of its own (Dropout's masks, the augmentation
     layers' parameters): made at build from `self.seed`, or without one from the global
@@ -356,14 +363,12 @@ class RandomLayer(Layer):
 class ActivationMixin:
     """The fused activation of Dense and Conv2D: run after the layer's kernel on the way
     forward, its backward before the kernel's backward. Softmax also keeps its input, the
-    logits, for a fused cross-entropy."""
+    logits, on the call state for a fused cross-entropy."""
 
     def _set_activation(self, activation):
         from .. import activations
         self.activation = activations.serialize(activation)
         self._act = activations.kernels(self.activation)
-        self.logits = None
-        self._buf = NO_BUFFERS
 
     @property
     def output_activation(self):
@@ -375,19 +380,22 @@ class ActivationMixin:
         kernel's output is then already the activation, kept for the backward pass."""
         return self.activation == "relu"
 
-    def _activate(self, z, fused=False, buffers=NO_BUFFERS):
-        """The activation of z, into buffers("act") when workspaces are on; backward's buffers
-        are those of this forward pass."""
-        self._buf = buffers
+    def _activate(self, call, z, fused=False, buffers=NO_BUFFERS):
+        """The activation of z, into buffers("act") when the call reuses its arrays;
+        backward's buffers are those of this forward pass."""
+        call.buf = buffers
         if self._act is None or fused:
-            self._y = z
+            call.y = z
             return z
         if self.activation == "softmax":
-            self.logits = z
-        self._y = self._act[0](z, out=buffers("act", z.shape))
-        return self._y
+            call.logits = z
+        call.y = self._act[0](z, out=buffers("act", z.shape))
+        return call.y
 
-    def _deactivate(self, dy):
+    def _deactivate(self, call, dy):
         if self._act is None:
             return dy
-        return self._act[1](dy, self._y, out=self._buf("dact", self._y.shape))
+        return self._act[1](dy, call.y, out=call.buf("dact", call.y.shape))
+
+    def backward(self, call, dy):
+        return self.backward_from_logits(call, self._deactivate(call, dy))

@@ -62,25 +62,23 @@ class Conv2D(ActivationMixin, Layer):
             self._geometry[shape[1:3]] = g
         return g
 
-    def forward(self, x, training=False):
+    def forward(self, call, x, training=False):
         g = self._window(x.shape)
-        self._x, buffers = x, self._buffers(x.shape)
+        call.x, buffers = x, call.buffers(x.shape)
         z = _core.conv2d_forward(x, self.kernel, self.bias, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW,
                                  relu=self._fuses_relu,
                                  out=buffers("z", (len(x), g.OH, g.OW, self.filters)))
-        return self._activate(z, self._fuses_relu, buffers)
+        return self._activate(call, z, self._fuses_relu, buffers)
 
-    def backward(self, dy):
-        return self.backward_from_logits(self._deactivate(dy))
-
-    def backward_from_logits(self, dz):
-        g = self._window(self._x.shape)
-        need_dx, grads = self.input_grad_needed, self._grad_buffers()
+    def backward_from_logits(self, call, dz):
+        x = call.x
+        g = self._window(x.shape)
+        need_dx, grads = call.need_dx, call.grad_buffers()
         dx, dw, db = _core.conv2d_backward(
-            dz, self._x, self.kernel, g.SH, g.SW, g.PT, g.PL, need_dx=need_dx,
-            dx_out=self._buf("dx", self._x.shape) if need_dx else None,
+            dz, x, self.kernel, g.SH, g.SW, g.PT, g.PL, need_dx=need_dx,
+            dx_out=call.buf("dx", x.shape) if need_dx else None,
             dw_out=grads("kernel", self.kernel.shape), db_out=grads("bias", (self.filters,)))
-        self.grads = [dw, db] if self.use_bias else [dw]
+        call.grads = [dw, db] if self.use_bias else [dw]
         return dx
 
     def get_config(self):

@@ -18,16 +18,30 @@ class InputLayer(Layer):
         kwargs.setdefault("batch_input_shape", batch_shape)
         super().__init__(name=name, **kwargs)
 
-    def forward(self, x, training=False):
+    def forward(self, call, x, training=False):
         return x
 
-    def backward(self, dy):
+    def backward(self, call, dy):
         return dy
+
+    def get_config(self):
+        config = {"name": self.name, "batch_shape": list(self._batch_input_shape)}
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        shape = config.pop("batch_shape", None) or config.pop("batch_input_shape", None)
+        config.pop("trainable", None)
+        return cls(batch_shape=tuple(shape), **config)
 
 
 def Input(shape=None, batch_size=None, name=None, batch_shape=None):
-    """Keras' Input(shape): here the InputLayer itself, to start a Sequential with."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name, batch_shape=batch_shape)
+    """Keras' Input(shape): a symbolic tensor (engine/symbolic.py) to call layers on, the start
+    of a functional model; Sequential([Input(shape), ...]) takes it as the input shape."""
+    from ..engine.symbolic import input_tensor
+    return input_tensor(InputLayer(shape=shape, batch_size=batch_size, name=name,
+                                   batch_shape=batch_shape))
 
 
 class Dense(ActivationMixin, Layer):
@@ -54,24 +68,22 @@ class Dense(ActivationMixin, Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, x, training=False):
+    def forward(self, call, x, training=False):
         # More than 2-D: the kernel applies to the last axis (a reshape, no copy).
-        self._x = x.reshape(-1, x.shape[-1])
-        buffers = self._buffers(x.shape)
-        z = _core.dense_forward(self._x, self.kernel, self.bias, relu=self._fuses_relu,
-                                out=buffers("z", (len(self._x), self.units)))
-        return self._activate(z.reshape(x.shape[:-1] + (self.units,)), self._fuses_relu, buffers)
+        call.x = x2 = x.reshape(-1, x.shape[-1])
+        buffers = call.buffers(x.shape)
+        z = _core.dense_forward(x2, self.kernel, self.bias, relu=self._fuses_relu,
+                                out=buffers("z", (len(x2), self.units)))
+        return self._activate(call, z.reshape(x.shape[:-1] + (self.units,)), self._fuses_relu,
+                              buffers)
 
-    def backward(self, dy):
-        return self.backward_from_logits(self._deactivate(dy))
-
-    def backward_from_logits(self, dz):
-        need_dx, grads = self.input_grad_needed, self._grad_buffers()
+    def backward_from_logits(self, call, dz):
+        need_dx, grads = call.need_dx, call.grad_buffers()
         dx, dw, db = _core.dense_backward(
-            dz.reshape(-1, self.units), self._x, self.kernel, need_dx=need_dx,
-            dx_out=self._buf("dx", self._x.shape) if need_dx else None,
+            dz.reshape(-1, self.units), call.x, self.kernel, need_dx=need_dx,
+            dx_out=call.buf("dx", call.x.shape) if need_dx else None,
             dw_out=grads("kernel", self.kernel.shape), db_out=grads("bias", (self.units,)))
-        self.grads = [dw, db] if self.use_bias else [dw]
+        call.grads = [dw, db] if self.use_bias else [dw]
         return None if dx is None else dx.reshape(dz.shape[:-1] + (dx.shape[-1],))
 
     def get_config(self):
@@ -88,13 +100,10 @@ class Activation(ActivationMixin, Layer):
         super().__init__(**kwargs)
         self._set_activation(activation)
 
-    def forward(self, x, training=False):
-        return self._activate(x, buffers=self._buffers(x.shape))
+    def forward(self, call, x, training=False):
+        return self._activate(call, x, buffers=call.buffers(x.shape))
 
-    def backward(self, dy):
-        return self._deactivate(dy)
-
-    def backward_from_logits(self, dz):
+    def backward_from_logits(self, call, dz):
         return dz
 
     def get_config(self):

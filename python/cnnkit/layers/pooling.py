@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import _args, _core
-from .base import NO_BUFFERS, Layer
+from .base import Layer
 from .conv import window_output
 
 __all__ = ["MaxPooling2D"]
@@ -22,7 +22,6 @@ class MaxPooling2D(Layer):
         self.strides = self.pool_size if strides is None else _args.pair(strides, "strides", "MaxPooling2D")
         self.padding = _args.padding_mode(padding, "MaxPooling2D")
         self._geometry = {}
-        self._buf = NO_BUFFERS
 
     def build(self, input_shape):
         out = self.compute_output_shape(input_shape)
@@ -43,26 +42,28 @@ class MaxPooling2D(Layer):
             self._geometry[shape[1:3]] = g
         return g
 
-    def forward(self, x, training=False):
+    def forward(self, call, x, training=False):
         g = self._window(x.shape)
-        self._x, self._buf = x, self._buffers(x.shape)
+        call.x, call.buf = x, call.buffers(x.shape)
         args = (x, g.KH, g.KW, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW)
         shape = (len(x), g.OH, g.OW, x.shape[3])
-        out = self._buf("y", shape)
+        out = call.buf("y", shape)
         if training:
-            y, self._argmax = _core.maxpool2d_forward(
-                *args, with_argmax=True, out=out, argmax_out=self._buf("argmax", shape, np.int32))
+            y, call.argmax = _core.maxpool2d_forward(
+                *args, with_argmax=True, out=out, argmax_out=call.buf("argmax", shape, np.int32))
             return y
-        self._argmax = None
+        call.argmax = None
         return _core.maxpool2d_forward(*args, out=out)
 
-    def backward(self, dy):
-        x = self._x
+    def backward(self, call, dy):
+        if not call.need_dx:
+            return None
+        x = call.x
         g = self._window(x.shape)
-        dx = self._buf("dx", x.shape)
-        if self._argmax is None:  # forward ran in inference mode: find the winners again
+        dx = call.buf("dx", x.shape)
+        if call.argmax is None:  # forward ran in inference mode: find the winners again
             return _core.maxpool2d_backward(dy, x, g.KH, g.KW, g.SH, g.SW, g.PT, g.PL, out=dx)
-        return _core.maxpool2d_backward_argmax(dy, self._argmax, x.shape[1], x.shape[2],
+        return _core.maxpool2d_backward_argmax(dy, call.argmax, x.shape[1], x.shape[2],
                                                g.KH, g.KW, g.SH, g.SW, g.PT, g.PL, out=dx)
 
     def get_config(self):

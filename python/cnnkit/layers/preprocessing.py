@@ -9,7 +9,7 @@ made at build from `seed` or, without one, from the global generator (as Dropout
 with the model; one kernel call then transforms the whole batch (cnnkit.ops).
 
 They hold no weights, so a model needs no gradient through a leading run of them: the layer
-after them skips its input gradient (Sequential._set_input_grad_needed). backward still works
+after them skips its input gradient (engine/graph.py: Graph.configure). backward still works
 where a gradient does flow (a layer placed after weights).
 """
 import math
@@ -40,17 +40,18 @@ class _Augmentation(RandomLayer):
             raise ValueError(f"{type(self).__name__}: cnnkit works on channels_last (NHWC) "
                              "images only")
         self.seed = _args.seed(seed, type(self).__name__)
-        self._undo = None  # backward of the last forward pass; None: it was the identity
-        self._params = None  # the last per-image parameters (flags, matrices, window, factors)
+        # The per-image parameters of the last call (flags, matrices, window, factors), for
+        # inspection only: backward reads its own call's (call.undo).
+        self._params = None
 
-    def forward(self, x, training=False):
-        self._undo = None
-        return self._augment(x, self._buffers(x.shape)) if training else x
+    def forward(self, call, x, training=False):
+        call.undo = None  # backward of this forward pass; None: it was the identity
+        return self._augment(call, x, call.buffers(x.shape)) if training else x
 
-    def backward(self, dy):
-        if dy is None or not self.input_grad_needed:
+    def backward(self, call, dy):
+        if dy is None or not call.need_dx:
             return None
-        return dy if self._undo is None else self._undo(dy)
+        return dy if call.undo is None else call.undo(dy)
 
 
 
@@ -63,11 +64,11 @@ class RandomFlip(_Augmentation):
         super().__init__(seed, **kwargs)
         self.mode = _args.one_of(mode, "mode", tuple(self.MODES), "RandomFlip")
 
-    def _augment(self, x, buffers):
+    def _augment(self, call, x, buffers):
         draws = self._generator.random((2, len(x))) < 0.5
         bits = self.MODES[self.mode]
         flags = self._params = (draws[0] * (bits & 1) | draws[1] * (bits & 2)).astype(np.uint8)
-        self._undo = lambda dy: _core.flip_backward(dy, flags, out=buffers("dx", dy.shape))
+        call.undo = lambda dy: _core.flip_backward(dy, flags, out=buffers("dx", dy.shape))
         return _core.flip_forward(x, flags, out=buffers("y", x.shape))
 
     def get_config(self):
@@ -85,12 +86,12 @@ class _Affine(_Augmentation):
         self.interpolation = _args.one_of(interpolation, "interpolation", _args.INTERPOLATIONS, fn)
         self.fill_value = _args.real_number(fill_value, "fill_value", fn)
 
-    def _augment(self, x, buffers):
+    def _augment(self, call, x, buffers):
         n, h, w, _ = x.shape
         m = self._params = _array(buffers, "matrices", (n, 6))
         self._fill_matrices(m, h, w)
         modes = (self.interpolation, self.fill_mode)
-        self._undo = lambda dy: _core.affine_transform_backward(dy, m, h, w, *modes,
+        call.undo = lambda dy: _core.affine_transform_backward(dy, m, h, w, *modes,
                                                                 out=buffers("dx", x.shape))
         return _core.affine_transform_forward(x, m, h, w, *modes, self.fill_value,
                                               out=buffers("y", x.shape))
@@ -184,36 +185,36 @@ class RandomCrop(_Augmentation):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.height, self.width, input_shape[3])
 
-    def forward(self, x, training=False):
-        (n, h, w, c), buffers = x.shape, self._buffers(x.shape)
+    def forward(self, call, x, training=False):
+        (n, h, w, c), buffers = x.shape, call.buffers(x.shape)
         if training and h >= self.height and w >= self.width:
             top = self._generator.integers(h - self.height + 1)
             left = self._generator.integers(w - self.width + 1)
-            return self._crop(x, (top, left), (self.height, self.width), buffers)
+            return self._crop(call, x, (top, left), (self.height, self.width), buffers)
         ch = max(min(h, int(w * self.height / self.width)), 1)
         cw = max(min(w, int(h * self.width / self.height)), 1)
-        y = self._crop(x, ((h - ch) // 2, (w - cw) // 2), (ch, cw), buffers)
+        y = self._crop(call, x, ((h - ch) // 2, (w - cw) // 2), (ch, cw), buffers)
         if (ch, cw) == (self.height, self.width):
             return y
         # Resize with half-pixel centres, edges clamped: TensorFlow's bilinear resize.
         m = np.array([cw / self.width, 0, cw / self.width / 2 - 0.5,
                       0, ch / self.height, ch / self.height / 2 - 0.5], np.float32)
         m = np.ascontiguousarray(np.broadcast_to(m, (n, 6)))
-        crop_undo, shape = self._undo or (lambda dy: dy), (n, self.height, self.width, c)
-        self._undo = lambda dy: crop_undo(_core.affine_transform_backward(
+        crop_undo, shape = call.undo or (lambda dy: dy), (n, self.height, self.width, c)
+        call.undo = lambda dy: crop_undo(_core.affine_transform_backward(
             dy, m, ch, cw, "bilinear", "nearest", out=buffers("dresize", y.shape)))
         return _core.affine_transform_forward(y, m, self.height, self.width, "bilinear", "nearest",
                                               out=buffers("resize", shape))
 
-    def _crop(self, x, corner, size, buffers):
+    def _crop(self, call, x, corner, size, buffers):
         """The size window at corner (top, left) of every image; x itself if that is all of it."""
         (n, h, w, c), (oh, ow) = x.shape, size
-        self._undo = None
+        call.undo = None
         if (oh, ow) == (h, w):
             return x
         offsets = self._params = _array(buffers, "offsets", (n, 2), np.int32)
         offsets[:] = corner
-        self._undo = lambda dy: _core.crop_backward(dy, offsets, h, w, out=buffers("dx", x.shape))
+        call.undo = lambda dy: _core.crop_backward(dy, offsets, h, w, out=buffers("dx", x.shape))
         return _core.crop_forward(x, offsets, oh, ow, out=buffers("y", (n, oh, ow, c)))
 
     def get_config(self):
@@ -231,12 +232,12 @@ class RandomContrast(_Augmentation):
         self.factor = _args.factor_config(factor)
         self.value_range = _args.value_range(value_range, "RandomContrast")
 
-    def _augment(self, x, buffers):
+    def _augment(self, call, x, buffers):
         lower, upper = self._range
         f = self._params = _array(buffers, "factors", (len(x),))
         f[:] = self._generator.uniform(1 - lower, 1 + upper, len(x))
         lo, hi = self.value_range
-        self._undo = lambda dy: _core.contrast_backward(dy, x, f, lo, hi,
+        call.undo = lambda dy: _core.contrast_backward(dy, x, f, lo, hi,
                                                         out=buffers("dx", x.shape))
         return _core.contrast_forward(x, f, lo, hi, out=buffers("y", x.shape))
 

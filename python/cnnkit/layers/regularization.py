@@ -21,21 +21,22 @@ class Dropout(RandomLayer):
         if noise_shape is not None:
             raise ValueError("Dropout: noise_shape is not supported")
         self.rate, self.seed = float(rate), seed
-        self._scale = None
 
-    def forward(self, x, training=False):
+    def forward(self, call, x, training=False):
         if not training or self.rate == 0:
-            self._scale = None
+            call.scale = None
             return x
-        buffers = self._buffers(x.shape)
-        self._dx = buffers("dx", x.shape)
+        buffers = call.buffers(x.shape)
+        call.dx = buffers("dx", x.shape)
         draw = self._generator.random(x.shape, dtype=np.float32, out=buffers("scale", x.shape))
         keep = np.greater_equal(draw, self.rate, out=buffers("keep", x.shape, np.bool_))
-        self._scale = np.multiply(keep, np.float32(1 / (1 - self.rate)), out=draw)
-        return np.multiply(x, self._scale, out=buffers("y", x.shape))
+        call.scale = np.multiply(keep, np.float32(1 / (1 - self.rate)), out=draw)
+        return np.multiply(x, call.scale, out=buffers("y", x.shape))
 
-    def backward(self, dy):
-        return dy if self._scale is None else np.multiply(dy, self._scale, out=self._dx)
+    def backward(self, call, dy):
+        if not call.need_dx:
+            return None
+        return dy if call.scale is None else np.multiply(dy, call.scale, out=call.dx)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

@@ -2,7 +2,7 @@
 import math
 
 from .. import _args, _core
-from .base import NO_BUFFERS, Layer, shape_str
+from .base import Layer, shape_str
 
 __all__ = ["Flatten", "Reshape", "UpSampling2D"]
 
@@ -16,12 +16,12 @@ class Flatten(Layer):
         rest = input_shape[1:]
         return (input_shape[0], None if None in rest else math.prod(rest))
 
-    def forward(self, x, training=False):
-        self._shape = x.shape
+    def forward(self, call, x, training=False):
+        call.shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        return dy.reshape(self._shape)
+    def backward(self, call, dy):
+        return dy.reshape(call.shape)
 
 
 class Reshape(Layer):
@@ -48,12 +48,12 @@ class Reshape(Layer):
                              f"{shape_str(self.target_shape)}")
         return (input_shape[0],) + out
 
-    def forward(self, x, training=False):
-        self._shape = x.shape
+    def forward(self, call, x, training=False):
+        call.shape = x.shape
         return x.reshape((x.shape[0],) + self.target_shape)
 
-    def backward(self, dy):
-        return dy.reshape(self._shape)
+    def backward(self, call, dy):
+        return dy.reshape(call.shape)
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
@@ -71,20 +71,21 @@ class UpSampling2D(Layer):
             raise ValueError(f"UpSampling2D: only interpolation='nearest' is supported, got "
                              f"{interpolation!r}")
         self.size = _args.pair(size, "size", "UpSampling2D")
-        self._buf = NO_BUFFERS
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         return (n, None if h is None else h * self.size[0], None if w is None else w * self.size[1], c)
 
-    def forward(self, x, training=False):
-        (sh, sw), self._buf = self.size, self._buffers(x.shape)
+    def forward(self, call, x, training=False):
+        (sh, sw), call.buf = self.size, call.buffers(x.shape)
         n, h, w, c = x.shape
-        return _core.upsampling2d_forward(x, sh, sw, out=self._buf("y", (n, h * sh, w * sw, c)))
+        return _core.upsampling2d_forward(x, sh, sw, out=call.buf("y", (n, h * sh, w * sw, c)))
 
-    def backward(self, dy):
+    def backward(self, call, dy):
+        if not call.need_dx:
+            return None
         (sh, sw), (n, h, w, c) = self.size, dy.shape
-        return _core.upsampling2d_backward(dy, sh, sw, out=self._buf("dx", (n, h // sh, w // sw, c)))
+        return _core.upsampling2d_backward(dy, sh, sw, out=call.buf("dx", (n, h // sh, w // sw, c)))
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "interpolation": "nearest"}
