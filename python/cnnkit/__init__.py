@@ -25,7 +25,12 @@ finally:
         del _os.environ["OMP_WAIT_POLICY"]
 
 from . import ops, reference  # noqa: E402
-from . import activations, callbacks  # noqa: E402, datasets, initializers, layers, losses, metrics, models, optimizers, utils
+# The Keras namespace: `import cnnkit as keras; keras.layers.Conv2D(...)`. Only cnnkit's own
+# modules (and NumPy) load here; optional packages (matplotlib, Pillow, ...) load when used.
+from . import (activations, applications, callbacks, datasets, initializers, layers,  # noqa: E402
+               losses, metrics, models, optimizers, regularizers, utils)
+from .layers import Input  # noqa: E402
+from .models import Model, Sequential, load_model  # noqa: E402
 
 openmp_enabled = _core.openmp_enabled
 get_num_threads = _core.get_num_threads
@@ -36,8 +41,10 @@ def set_num_threads(n):
     from ._args import positive_int
     _core.set_num_threads(positive_int(n, "n", "set_num_threads"))
 
+
 __all__ = [
     "__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads",
-    "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
-    "optimizers", "utils",
+    "activations", "applications", "callbacks", "datasets", "initializers", "layers", "losses",
+    "metrics", "models", "optimizers", "regularizers", "utils", "Input", "Model", "Sequential",
+    "load_model",
 ]

@@ -11,7 +11,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.request
 
 CHUNK_BYTES = 1 << 20
 
@@ -56,6 +55,7 @@ def download(url, destination, md5, timeout=60, progress=True):
     folder, name = os.path.split(os.path.abspath(destination))
     descriptor, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
+        import urllib.request  # here, not at `import cnnkit`: only a download needs it
         digest = hashlib.md5()
         with os.fdopen(descriptor, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
