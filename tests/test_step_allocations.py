@@ -98,6 +98,32 @@ def test_every_layer_kind_reuses_its_buffers():
     assert max(rises) < STEP_BOUND, rises
 
 
+def test_a_graph_with_a_residual_a_shared_layer_and_two_outputs_reuses_its_buffers():
+    """The functional engine's own arrays (the sum of a tensor's gradients, a shared layer's
+    summed weight gradients, each output's loss gradient) are reused from step to step too."""
+    import cnnkit
+    from cnnkit import layers
+
+    set_random_seed(0)
+    a, b = cnnkit.Input((8, 8, 2)), cnnkit.Input((8, 8, 2))
+    conv = layers.Conv2D(2, 3, padding="same", activation="relu")  # shared by both inputs
+    x = layers.add([conv(a), conv(b)])
+    y = layers.Conv2D(2, 3, padding="same")(x)
+    x = layers.add([x, y])  # residual: x's gradient is a sum
+    flat = layers.Flatten()(x)
+    out1 = layers.Dense(3, activation="softmax", name="out1")(flat)
+    out2 = layers.Dense(1, name="out2")(flat)
+    model = cnnkit.Model([a, b], [out1, out2])
+    model.compile(optimizer="adam", loss=["categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5], metrics=[["accuracy"], []])
+    rng = np.random.default_rng(0)
+    xs = [rng.random((8, 8, 8, 2), dtype=np.float32) for _ in range(2)]
+    ys = [np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)], rng.random((8, 1), dtype=np.float32)]
+    model.train_on_batch(xs, ys)
+    rises = traced_growth(lambda: model.train_on_batch(xs, ys))
+    assert max(rises) < STEP_BOUND, rises
+
+
 def mixed_model():
     return Sequential([Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(),
                        Conv2D(6, 3, padding="same"), Flatten(), Dense(12, activation="sigmoid"),

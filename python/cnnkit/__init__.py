@@ -25,12 +25,29 @@ finally:
         del _os.environ["OMP_WAIT_POLICY"]
 
 from . import ops, reference  # noqa: E402
-# The Keras namespace: `import cnnkit as keras; keras.layers.Conv2D(...)`. Only cnnkit's own
-# modules (and NumPy) load here; optional packages (matplotlib, Pillow, ...) load when used.
-from . import (activations, applications, callbacks, datasets, initializers, layers,  # noqa: E402
-               losses, metrics, models, optimizers, regularizers, utils)
-from .layers import Input  # noqa: E402
-from .models import Model, Sequential, load_model  # noqa: E402
+
+# The Keras namespace: `import cnnkit as keras; keras.layers.Conv2D(...)`, keras.Model, ... Each
+# module loads on first use (PEP 562), so `import cnnkit` stays as quick as it was before the
+# model engine (see README, "Three ways to write a model"), and no optional package (matplotlib,
+# Pillow, ...) loads until a function needs it.
+_MODULES = ("activations", "applications", "callbacks", "datasets", "initializers", "layers",
+            "losses", "metrics", "models", "optimizers", "regularizers", "utils")
+_NAMES = {"Input": "layers", "Model": "models", "Sequential": "models", "load_model": "models"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)  # also sets cnnkit.<name>
+    if name in _NAMES:
+        value = globals()[name] = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        return value
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULES) | set(_NAMES))
+
 
 openmp_enabled = _core.openmp_enabled
 get_num_threads = _core.get_num_threads

@@ -173,6 +173,9 @@ class Trainer:
                 raise ValueError(f'Model "{self.name}": x has keys {sorted(x)}, the model\'s '
                                  f"inputs are {names}")
             x = [x[n] for n in names]
+        if (isinstance(x, (list, tuple)) and not self._takes_several_inputs
+                and not all(isinstance(item, np.ndarray) for item in x)):
+            x = [x]  # nested Python lists of numbers: one input's data
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         if isinstance(x, (list, tuple)) and self.built:
             expected = len(self._build_shapes)

@@ -15,6 +15,7 @@ nothing is ever added into an array the graph does not own (micrograd's `+=`, ma
 import numpy as np
 
 from .._args import shape_str
+from ..layers.base import STRUCTURE_VERSION
 from ..layers.call_state import CallState, Workspaces
 from .symbolic import KerasTensor
 
@@ -23,7 +24,8 @@ __all__ = ["Graph", "GraphState"]
 
 class Step:
     """One node, ready to run: its layer, the numbers of its input and output tensors."""
-    __slots__ = ("node", "layer", "inputs", "outputs", "packed", "training", "is_model")
+    __slots__ = ("node", "layer", "inputs", "outputs", "packed", "training", "is_model",
+                 "single_output")
 
     def __init__(self, node, numbers):
         self.node = node
@@ -33,6 +35,7 @@ class Step:
         self.packed = node.packed
         self.training = node.training
         self.is_model = hasattr(node.layer, "_graph_for")
+        self.single_output = len(self.outputs) == 1
 
 
 class GraphState(CallState):
@@ -56,6 +59,7 @@ class GraphState(CallState):
 class Graph:
     def __init__(self, inputs, outputs, model_name):
         from ..layers.core import InputLayer
+        STRUCTURE_VERSION[0] += 1
         self.inputs, self.outputs = list(inputs), list(outputs)
         for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
             for t in tensors:
@@ -177,13 +181,9 @@ class Graph:
         for number, x in zip(self.input_numbers, inputs):
             values[number] = x
         for step, child in zip(self.steps, gs.children):
-            if step.packed:
-                x = [values[n] for n in step.inputs]
-            else:
-                x = values[step.inputs[0]]
-            train = training if step.training is None else step.training
-            y = step.layer.forward(child, x, train)
-            if len(step.outputs) == 1:
+            x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
+            y = step.layer.forward(child, x, training if step.training is None else step.training)
+            if step.single_output:
                 values[step.outputs[0]] = y
             else:
                 for n, v in zip(step.outputs, y):
@@ -198,30 +198,37 @@ class Graph:
         for i in range(self.tensor_count):
             grads[i] = None
             owned[i] = False
-        from_logits = {}
+        from_logits = set()
         for i, (number, grad) in enumerate(zip(self.output_numbers, output_grads)):
             if logits is not None and logits[i]:
-                from_logits[number] = True
+                from_logits.add(number)
             self._add(gs, number, grad)
+        add = self._add
         for step, child in zip(reversed(self.steps), reversed(gs.children)):
-            douts = [grads[n] for n in step.outputs]
-            if all(d is None for d in douts):
-                _no_gradient(step, child, training)
-                continue
-            flags = [from_logits.get(n, False) for n in step.outputs]
-            if step.is_model:
-                dx = step.layer.backward(child, douts if len(douts) > 1 else douts[0], flags)
-            elif flags[0]:
-                dx = step.layer.backward_from_logits(child, douts[0])
-            else:
-                dx = step.layer.backward(child, douts[0])
-            if not child.need_dx or dx is None:
+            if step.single_output:
+                dy = grads[step.outputs[0]]
+                if dy is None:
+                    _no_gradient(step, child, training)
+                    continue
+                if step.is_model:
+                    dx = step.layer.backward(child, dy, [step.outputs[0] in from_logits])
+                elif step.outputs[0] in from_logits:
+                    dx = step.layer.backward_from_logits(child, dy)
+                else:
+                    dx = step.layer.backward(child, dy)
+            else:  # a nested model of several outputs
+                douts = [grads[n] for n in step.outputs]
+                if all(d is None for d in douts):
+                    _no_gradient(step, child, training)
+                    continue
+                dx = step.layer.backward(child, douts, [n in from_logits for n in step.outputs])
+            if dx is None or not child.need_dx:
                 continue
             if step.packed:
                 for number, g in zip(step.inputs, dx):
-                    self._add(gs, number, g)
+                    add(gs, number, g)
             else:
-                self._add(gs, step.inputs[0], dx)
+                add(gs, step.inputs[0], dx)
         return [grads[n] for n in self.input_numbers]
 
     def _add(self, gs, number, grad):

@@ -14,9 +14,7 @@ instead of training a different model.
 A model is a layer: it can be called on symbolic tensors inside another model (one node), or on
 arrays. Its per-call state (ModelState) holds a GraphState per graph it ran.
 """
-import inspect
-
-from ..layers.base import Layer
+from ..layers.base import STRUCTURE_VERSION, Layer
 from ..layers.call_state import CallState
 from ..trainer import Trainer
 from . import summary as summary_module
@@ -86,6 +84,7 @@ class Model(Trainer, Layer):
                 if isinstance(layer, Layer) and layer is not self and all(
                         layer is not t for t in self._tracked):
                     self._tracked.append(layer)
+                    STRUCTURE_VERSION[0] += 1
         object.__setattr__(self, name, value)
 
     def __setstate__(self, state):
@@ -93,6 +92,8 @@ class Model(Trainer, Layer):
         # the copy makes its own on its first step.
         Layer.__setstate__(self, state)
         self.__dict__["_states"] = {}
+        self.__dict__.pop("_locks_cache", None)
+        self.__dict__.pop("_eager_state", None)
 
     # ------------------------------------------------------------ the graph
     def _init_graph(self, inputs, outputs):
@@ -124,6 +125,7 @@ class Model(Trainer, Layer):
 
     def _trace(self, training):
         """Runs call() once on symbolic tensors of the built input shapes."""
+        import inspect  # here: only a subclassed model needs it, and it is slow to import
         from ..layers.core import InputLayer
         inputs = [input_tensor(InputLayer(batch_shape=s)) for s in self._build_shapes]
         arg = inputs[0] if self._input_structure == "single" else inputs
@@ -248,6 +250,13 @@ class Model(Trainer, Layer):
             own.extend(layer._own_layers())
         return own
 
+    def _locks(self):
+        """Layer._locks, worked out again only when some model's structure has changed."""
+        cached = self.__dict__.get("_locks_cache")
+        if cached is None or cached[0] != STRUCTURE_VERSION[0]:
+            cached = self._locks_cache = (STRUCTURE_VERSION[0], Layer._locks(self))
+        return cached[1]
+
     def _flat_layers(self):
         """Every layer that is not a model, each once, in the order of model.layers."""
         seen, flat = set(), []
@@ -270,7 +279,11 @@ class Model(Trainer, Layer):
                 self.build(shapes if len(xs) > 1 or self._takes_several_inputs else shapes[0])
             else:
                 self._check_input(shapes if len(shapes) > 1 else shapes[0])
-            call = self.new_state()
+            # One state for every eager call: without buffers (reuse=False) each output is a
+            # new array, the caller's; what it keeps (the last inputs) a layer used to keep too.
+            call = self.__dict__.get("_eager_state")
+            if call is None:
+                call = self._eager_state = self.new_state()
             out = self.forward(call, xs if len(xs) > 1 else xs[0], training)
             return self._pack_outputs(out if isinstance(out, list) else [out])
 

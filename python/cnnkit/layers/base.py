@@ -38,6 +38,9 @@ _REGISTRY = {}   # class name -> class, for from_config; every subclass register
 # Counts changes of any layer's `trainable`: a trainer recomputes what it caches about which
 # weights train (and which calls need input gradients) when this moves.
 TRAINABLE_VERSION = [0]
+# Counts changes of any model's structure (a graph made, a layer set as an attribute): a model
+# recomputes the list of locks it takes (Layer._exclusive) when this moves.
+STRUCTURE_VERSION = [0]
 _NAME_COUNTS = {}
 
 
@@ -231,20 +234,31 @@ class Layer:
         """This layer and, for a model, every layer inside it: what a call of it runs."""
         return [self]
 
+    def _locks(self):
+        """The locks of every layer a call runs, in one global order (by id)."""
+        return [layer._mutex for layer in sorted(set(self._own_layers()), key=id)]
+
     @contextlib.contextmanager
     def _exclusive(self):
         """Holds the locks of every layer a call runs, taken in one global order (by id) so
         that two models sharing layers cannot deadlock; re-entrant within a thread."""
-        with contextlib.ExitStack() as stack:
-            for layer in sorted(set(self._own_layers()), key=id):
-                stack.enter_context(layer._mutex)
+        locks = self._locks()
+        taken = 0
+        try:
+            for lock in locks:
+                lock.acquire()
+                taken += 1
             yield
+        finally:
+            for lock in reversed(locks[:taken]):
+                lock.release()
 
     def __getstate__(self):
         # A lock cannot be copied or pickled; graph nodes and call states belong to the
         # original. copy.deepcopy and pickle make a layer with a lock of its own.
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_mutex", "_inbound_nodes", "_states")}
+                 if k not in ("_mutex", "_inbound_nodes", "_states", "_locks_cache",
+                              "_eager_state")}
         return state
 
     def __setstate__(self, state):
