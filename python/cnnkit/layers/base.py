@@ -257,8 +257,7 @@ class Layer:
         # A lock cannot be copied or pickled; graph nodes and call states belong to the
         # original. copy.deepcopy and pickle make a layer with a lock of its own.
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_mutex", "_inbound_nodes", "_states", "_locks_cache",
-                              "_eager_state")}
+                 if k not in ("_mutex", "_inbound_nodes", "_states", "_locks_cache")}
         return state
 
     def __setstate__(self, state):
