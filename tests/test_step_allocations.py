@@ -1,5 +1,5 @@
 """Issue #5: no allocation inside a warm training step. Layers write their outputs and gradients
-into workspaces (layers/call_state.py) through the kernels' out= arguments (cpp/bindings.cpp); these
+into workspaces (layers/call_state.py) through the kernels' out= arguments (cpp/bindings/); these
 tests bound what a warm step allocates, check that reusing buffers changes no result and that
 nothing handed to the user points into them, and check the out= arguments."""
 import tracemalloc

@@ -1,0 +1,119 @@
+// bind_pool.cpp: the Python bindings of max pooling and nearest upsampling (cpp/pool.cpp).
+#include "check.h"
+
+namespace cnnkit_bind {
+namespace {
+
+py::object maxpool2d_forward(const farray& x, int kh, int kw, int sh, int sw, int pt, int pl,
+                             int oh, int ow, bool with_argmax, const py::object& out_,
+                             const py::object& argmax_out) {
+    const auto g = window(x, kh, kw, sh, sw, pt, pl, oh, ow);
+    farray y = output(out_, {g.N, oh, ow, g.C}, "out", {{"x", x}});
+    require(with_argmax || argmax_out.is_none(), "argmax_out must be None when with_argmax is False");
+    iarray idx = with_argmax
+                     ? output<int32_t>(argmax_out, {g.N, oh, ow, g.C}, "argmax_out", {{"x", x}, {"out", y}})
+                     : iarray(std::vector<py::ssize_t>{0, oh, ow, g.C});
+    float* out = y.mutable_data();
+    int32_t* argmax = with_argmax ? idx.mutable_data() : nullptr;
+    const float* inp = aligned(x, "x");
+    without_gil([&] { cnnkit::maxpool2d_forward(out, argmax, inp, g); });
+    if (with_argmax) return py::make_tuple(y, idx);
+    return std::move(y);
+}
+
+// The gradient routed through the winners the forward pass recorded. argmax comes from Python,
+// so each index is checked before any is used.
+// With the window given (kh > 0), argmax must come from maxpool2d_forward with that window: a
+// tiling window then takes a faster path that assumes each winner lies in its own window.
+farray maxpool2d_backward_argmax(const farray& dy, const iarray& argmax, int h, int w, int kh,
+                                 int kw, int sh, int sw, int pt, int pl, const py::object& out_) {
+    require_ndim(dy, 4, "dy");
+    require_shape(argmax, {dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)}, "argmax");
+    cnnkit::Window2d g{};
+    g.N = as_int(dy.shape(0), "batch size");
+    g.H = as_int(h, "height");
+    g.W = as_int(w, "width");
+    g.C = as_int(dy.shape(3), "channels");
+    g.OH = as_int(dy.shape(1), "dy height");
+    g.OW = as_int(dy.shape(2), "dy width");
+    if (kh > 0) {
+        require(kw > 0 && sh > 0 && sw > 0, "window size and strides must be positive");
+        require(pt >= 0 && pl >= 0 && pt < kh && pl < kw, "padding must be in [0, window size)");
+        require(static_cast<int64_t>(g.OH - 1) * sh - pt < g.H && static_cast<int64_t>(g.OW - 1) * sw - pl < g.W,
+                "the output size reaches past the input");
+        g.KH = kh, g.KW = kw, g.SH = sh, g.SW = sw, g.PT = pt, g.PL = pl;
+    }
+    const int32_t* idx = aligned(argmax, "argmax");
+    const int64_t limit = static_cast<int64_t>(g.H) * g.W;
+    // One pass with a flag, the message built only on failure: require() inside the loop made a
+    // std::string per element, which cost more than the backward pass itself.
+    bool inside = true;
+    const py::ssize_t count = argmax.size();
+    for (py::ssize_t i = 0; i < count; ++i) inside &= idx[i] >= 0 && idx[i] < limit;
+    require(inside, "argmax holds a position outside the input");
+    farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"argmax", argmax}});
+    float* pdx = dx.mutable_data();
+    const float* pdy = aligned(dy, "dy");
+    without_gil([&] { cnnkit::maxpool2d_backward(pdx, pdy, idx, g); });
+    return dx;
+}
+
+farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int sh, int sw, int pt,
+                          int pl, const py::object& out_) {
+    require_ndim(dy, 4, "dy");
+    const auto g = window(x, kh, kw, sh, sw, pt, pl, as_int(dy.shape(1), "dy height"),
+                          as_int(dy.shape(2), "dy width"));
+    require_shape(dy, {g.N, g.OH, g.OW, g.C}, "dy");
+    farray y = new_array({g.N, g.OH, g.OW, g.C});
+    std::vector<int32_t> argmax(static_cast<size_t>(y.size()));
+    farray dx = output(out_, {g.N, g.H, g.W, g.C}, "out", {{"dy", dy}, {"x", x}});
+    float *out = y.mutable_data(), *pdx = dx.mutable_data();
+    const float *inp = aligned(x, "x"), *pdy = aligned(dy, "dy");
+    without_gil([&] {
+        cnnkit::maxpool2d_forward(out, argmax.data(), inp, g);
+        cnnkit::maxpool2d_backward(pdx, pdy, argmax.data(), g);
+    });
+    return dx;
+}
+
+farray upsampling2d_forward(const farray& x, int sh, int sw, const py::object& out_) {
+    require_ndim(x, 4, "x");
+    require(sh > 0 && sw > 0, "size must be positive");
+    const int n = as_int(x.shape(0), "batch size"), h = as_int(x.shape(1), "height"),
+              w = as_int(x.shape(2), "width"), c = as_int(x.shape(3), "channels");
+    farray y = output(out_, {n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c},
+                      "out", {{"x", x}});
+    float* out = y.mutable_data();
+    const float* inp = aligned(x, "x");
+    without_gil([&] { cnnkit::upsampling2d_forward(out, inp, n, h, w, c, sh, sw); });
+    return y;
+}
+
+farray upsampling2d_backward(const farray& dy, int sh, int sw, const py::object& out_) {
+    require_ndim(dy, 4, "dy");
+    require(sh > 0 && sw > 0, "size must be positive");
+    require(dy.shape(1) % sh == 0 && dy.shape(2) % sw == 0,
+            "dy has shape " + shape_str(dy) + ", whose height and width are not multiples of size");
+    const int n = as_int(dy.shape(0), "batch size"), h = as_int(dy.shape(1) / sh, "height"),
+              w = as_int(dy.shape(2) / sw, "width"), c = as_int(dy.shape(3), "channels");
+    farray dx = output(out_, {n, h, w, c}, "out", {{"dy", dy}});
+    float* pdx = dx.mutable_data();
+    const float* pdy = aligned(dy, "dy");
+    without_gil([&] { cnnkit::upsampling2d_backward(pdx, pdy, n, h, w, c, sh, sw); });
+    return dx;
+}
+
+}  // namespace
+
+void bind_pool(py::module_& m) {
+    m.def("maxpool2d_forward", &maxpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
+          "pl"_a, "oh"_a, "ow"_a, py::arg("with_argmax") = false, out("out"), out("argmax_out"));
+    m.def("maxpool2d_backward", &maxpool2d_backward, nc("dy"), nc("x"), "kh"_a, "kw"_a, "sh"_a,
+          "sw"_a, "pt"_a, "pl"_a, out("out"));
+    m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a,
+          "kh"_a = 0, "kw"_a = 0, "sh"_a = 0, "sw"_a = 0, "pt"_a = 0, "pl"_a = 0, out("out"));
+    m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a, out("out"));
+    m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a, out("out"));
+}
+
+}  // namespace cnnkit_bind
