@@ -84,20 +84,28 @@ def test_a_kernel_lets_other_python_threads_run():
     GIL were held)."""
     threads = cnnkit.get_num_threads()
     cnnkit.set_num_threads(1)  # leave the second core to the main thread
+    rng = np.random.default_rng(4)
+    x = rng.random((32, 32, 32, 64), dtype=np.float32)  # 4.8 GFLOP: tens of ms
+    w = rng.random((3, 3, 64, 128), dtype=np.float32)
+    # Up to three tries: on a shared 2-core machine another process can take the main thread's
+    # core for a while (one try in about five full-suite runs failed so); a held GIL would
+    # stall the main thread for a whole kernel in every try.
+    tries = []
     try:
-        rng = np.random.default_rng(4)
-        x = rng.random((32, 32, 32, 64), dtype=np.float32)  # 4.8 GFLOP: tens of ms
-        w = rng.random((3, 3, 64, 128), dtype=np.float32)
-        began = time.perf_counter()
-        ops.conv2d_forward(x, w)
-        kernel = time.perf_counter() - began
-        worker = threading.Thread(target=lambda: [ops.conv2d_forward(x, w) for _ in range(3)])
-        longest, last = 0.0, time.perf_counter()
-        worker.start()
-        while worker.is_alive():
-            now = time.perf_counter()
-            longest, last = max(longest, now - last), now
-        worker.join()
+        for _ in range(3):
+            began = time.perf_counter()
+            ops.conv2d_forward(x, w)
+            kernel = time.perf_counter() - began
+            worker = threading.Thread(target=lambda: [ops.conv2d_forward(x, w) for _ in range(3)])
+            longest, last = 0.0, time.perf_counter()
+            worker.start()
+            while worker.is_alive():
+                now = time.perf_counter()
+                longest, last = max(longest, now - last), now
+            worker.join()
+            tries.append((longest, kernel))
+            if longest < 0.5 * kernel:
+                break
     finally:
         cnnkit.set_num_threads(threads)
-    assert longest < 0.5 * kernel, (longest, kernel)
+    assert any(longest < 0.5 * kernel for longest, kernel in tries), tries
