@@ -171,7 +171,7 @@ class Graph:
             train = training if step.training is None else step.training
             if step.is_model:
                 step.layer._configure(child, in_needs, train)
-            out_need = child.need_dx or _has_trainable_weights(step.layer)
+            out_need = child.need_dx or bool(step.layer.trainable_weights)
             for n in step.outputs:
                 needs[n] = out_need
 
@@ -252,12 +252,6 @@ class Graph:
                 yield from step.layer._leaf_states(child, train)
             elif step.layer.weights:
                 yield step.layer, child
-
-
-def _has_trainable_weights(layer):
-    if hasattr(layer, "_graph_for"):
-        return bool(layer.trainable_weights)
-    return layer.trainable and bool(layer.weights)
 
 
 def _no_gradient(step, child, training):

@@ -271,13 +271,8 @@ class Model(Trainer, Layer):
         return ModelState(self, reuse)
 
     def _call_eager(self, inputs, training):
-        xs = self._arrays(inputs, "call")
-        shapes = [(None,) + x.shape[1:] for x in xs]
         with self._exclusive():
-            if not self.built:
-                self.build(shapes if len(xs) > 1 or self._takes_several_inputs else shapes[0])
-            else:
-                self._check_input(shapes if len(shapes) > 1 else shapes[0])
+            xs = self._prepare_x(inputs)  # the trainer's: converts, builds or checks the shapes
             # A new state for every eager call, without buffers (reuse=False): each output is a
             # new array, the caller's, and everything else is freed when the call returns (a
             # state kept from call to call held the last call's arrays: the next call's then

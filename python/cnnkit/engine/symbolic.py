@@ -15,6 +15,17 @@ from .._args import shape_str
 __all__ = ["KerasTensor", "Node", "any_symbolic", "call_symbolic", "input_tensor", "flatten"]
 
 
+def _operators(layer_name, symbol):
+    """x <symbol> y and its reflected form (y <symbol> x, when y is not a KerasTensor)."""
+    def forward(self, other):
+        return self._merge(other, layer_name, symbol, reflected=False)
+
+    def reflected(self, other):
+        return self._merge(other, layer_name, symbol, reflected=True)
+
+    return forward, reflected
+
+
 class KerasTensor:
     """The symbolic output `index` of `node` (None for a free-standing tensor)."""
     __array_ufunc__ = None  # NumPy defers to our operators (which explain) instead of looping
@@ -55,35 +66,20 @@ class KerasTensor:
     def __iter__(self):
         raise TypeError(f"{self!r} is symbolic and cannot be iterated")
 
-    def _merge(self, other, layer_name, op):
+    def _merge(self, other, layer_name, symbol, reflected):
         from ..layers import merging
         if isinstance(other, KerasTensor):
             layer = getattr(merging, layer_name)()
-            return layer([self, other]) if op != "r" else layer([other, self])
+            return layer([other, self] if reflected else [self, other])
         raise TypeError(
-            f"{layer_name.lower() if op else 'this'} arithmetic between a symbolic tensor and "
-            f"{type(other).__name__} is not supported in cnnkit: a model is made of layers, so "
-            f"that its gradients are right. Between two tensors use cnnkit.layers.{layer_name}; "
-            "to scale or shift by a constant, put the constant in a layer's weights (for "
-            "example a Dense or Conv2D) or in the data")
+            f"`{symbol}` between a symbolic tensor and a {type(other).__name__} is not supported "
+            "in cnnkit: a model is made of layers, so that its gradients are right. Between two "
+            f"tensors use cnnkit.layers.{layer_name}; to scale or shift by a constant, put the "
+            "constant in a layer's weights (for example a Dense or Conv2D) or in the data")
 
-    def __add__(self, other):
-        return self._merge(other, "Add", "")
-
-    def __radd__(self, other):
-        return self._merge(other, "Add", "r")
-
-    def __sub__(self, other):
-        return self._merge(other, "Subtract", "")
-
-    def __rsub__(self, other):
-        return self._merge(other, "Subtract", "r")
-
-    def __mul__(self, other):
-        return self._merge(other, "Multiply", "")
-
-    def __rmul__(self, other):
-        return self._merge(other, "Multiply", "r")
+    __add__, __radd__ = _operators("Add", "+")
+    __sub__, __rsub__ = _operators("Subtract", "-")
+    __mul__, __rmul__ = _operators("Multiply", "*")
 
     def _unsupported(self, *args):
         raise TypeError(f"{self!r}: arithmetic operators other than +, - and * between two "
