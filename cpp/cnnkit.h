@@ -151,3 +151,7 @@ const char* simd_isa();
 bool set_simd_isa(const char* name);
 
 }  // namespace cnnkit
+
+// Newer op families declare their kernels in a header each, under the same conventions.
+#include "normalization.h"  // BatchNormalization, LayerNormalization
+#include "elementwise.h"    // Rescaling, Normalization, SpatialDropout2D, GaussianNoise

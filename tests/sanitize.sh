@@ -49,12 +49,16 @@ import cnnkit, sys
 assert cnnkit.__file__.startswith('$tmp/site'), cnnkit.__file__
 print('sanitize.sh: testing', cnnkit.__file__)"
 
-# The kernel tests (every instruction set the CPU runs, 1 and 2 threads, via conftest.py).
+# The kernel tests (every instruction set the CPU runs, 1 and 2 threads, via conftest.py), with
+# every tests/test_kernels_<family>.py: each newer op family keeps its kernel tests there.
+shopt -s nullglob
+family_tests=(tests/test_kernels_*.py)
 # --capture=sys: pytest's default fd capture would swallow a report written to fd 2 when the
 # process aborts; at sys level the report reaches the terminal. -p no:cacheprovider: no cache dir.
 LD_PRELOAD=$preload "$py" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/test_ops_match_reference.py tests/test_ops_errors.py tests/test_threads.py \
   tests/test_fused_kernels.py tests/test_first_layer_conv.py tests/test_step_allocations.py \
   tests/test_layers.py tests/test_augment.py tests/test_concurrent_predict.py \
-  tests/test_views_and_nonfinite.py tests/test_bad_input.py tests/test_fuzz.py "$@"
+  tests/test_views_and_nonfinite.py tests/test_bad_input.py tests/test_fuzz.py \
+  "${family_tests[@]}" "$@"
 echo "sanitize.sh: clean under ASan + UBSan"

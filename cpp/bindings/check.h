@@ -191,6 +191,8 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_activation(py::module_& m);
+void bind_normalization(py::module_& m);
+void bind_elementwise(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_optimizer(py::module_& m);
 void bind_augment(py::module_& m);

@@ -43,6 +43,8 @@ PYBIND11_MODULE(_core, m) {
     bind_pool(m);
     bind_dense(m);
     bind_activation(m);
+    bind_normalization(m);
+    bind_elementwise(m);
     bind_loss(m);
     bind_optimizer(m);
     bind_augment(m);

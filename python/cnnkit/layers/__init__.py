@@ -3,23 +3,26 @@
 Each layer has Keras' constructor, builds its weights from the input shape, and runs as
 layer(x, training=False) on a batch, or records a node when called on symbolic tensors (a
 functional model); models train it through forward/backward with per-call states (base.py).
+
+One module per layer family, each listing its public layers in __all__; this package
+re-exports them all, with Layer.
 """
 from .base import Layer
-from .conv import Conv2D
-from .core import Activation, Dense, Input, InputLayer
-from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
-                      average, concatenate, maximum, minimum, multiply, subtract)
-from .pooling import MaxPooling2D
-from .preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
-                            RandomTranslation, RandomZoom)
-from .regularization import Dropout
-from .reshaping import Flatten, Reshape, UpSampling2D
+from .core import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .conv_transpose import *  # noqa: F401,F403
+from .depthwise_conv import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .activation import *  # noqa: F401,F403
+from .merging import *  # noqa: F401,F403
+from .reshaping import *  # noqa: F401,F403
+from .regularization import *  # noqa: F401,F403
+from .scaling import *  # noqa: F401,F403
+from .preprocessing import *  # noqa: F401,F403
+from . import (core, conv, conv_transpose, depthwise_conv, pooling, normalization,  # noqa: E402
+               activation, merging, reshaping, regularization, scaling, preprocessing)
 
-MaxPool2D = MaxPooling2D  # Keras' alias
-
-__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Conv2D", "MaxPooling2D", "MaxPool2D",
-           "Flatten", "Reshape", "UpSampling2D", "Dropout",
-           "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
-           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
-           "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomCrop",
-           "RandomContrast"]
+_FAMILIES = (core, conv, conv_transpose, depthwise_conv, pooling, normalization, activation,
+             merging, reshaping, regularization, scaling, preprocessing)
+__all__ = ["Layer"] + [name for module in _FAMILIES for name in module.__all__]

@@ -3,15 +3,9 @@ import numpy as np
 
 from .. import _args, _core, initializers
 from .base import ActivationMixin, Layer
+from .output_size import window_output
 
 __all__ = ["Conv2D"]
-
-
-def window_output(size, k, s, padding):
-    """Output length along one axis (None stays None), as Keras computes it."""
-    if size is None:
-        return None
-    return (size - k) // s + 1 if padding == "valid" else -(-size // s)
 
 
 class Conv2D(ActivationMixin, Layer):

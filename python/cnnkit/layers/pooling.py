@@ -3,9 +3,9 @@ import numpy as np
 
 from .. import _args, _core
 from .base import Layer
-from .conv import window_output
+from .output_size import window_output
 
-__all__ = ["MaxPooling2D"]
+__all__ = ["MaxPooling2D", "MaxPool2D"]
 
 
 class MaxPooling2D(Layer):
@@ -69,3 +69,6 @@ class MaxPooling2D(Layer):
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": self.padding}
+
+
+MaxPool2D = MaxPooling2D  # Keras' alias

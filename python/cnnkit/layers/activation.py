@@ -1,0 +1,3 @@
+"""The activation layers: ReLU, LeakyReLU, PReLU, ELU, Softmax."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Conv2DTranspose."""
+
+__all__ = []

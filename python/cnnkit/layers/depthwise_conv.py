@@ -1,0 +1,3 @@
+"""DepthwiseConv2D and SeparableConv2D."""
+
+__all__ = []

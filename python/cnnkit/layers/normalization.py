@@ -1,0 +1,3 @@
+"""BatchNormalization and LayerNormalization."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Rescaling and Normalization: fixed per-channel affine maps of the input."""
+
+__all__ = []

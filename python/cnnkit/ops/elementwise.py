@@ -1,0 +1,3 @@
+"""cnnkit.ops: elementwise layers' ops, checked and converted, over the C++ kernels."""
+
+__all__ = []

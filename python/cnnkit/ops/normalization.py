@@ -1,0 +1,3 @@
+"""cnnkit.ops: normalization layers' ops, checked and converted, over the C++ kernels."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""cnnkit.reference: elementwise layers' ops in plain NumPy."""
+
+__all__ = []

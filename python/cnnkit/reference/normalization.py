@@ -1,0 +1,3 @@
+"""cnnkit.reference: normalization layers' ops in plain NumPy."""
+
+__all__ = []
