@@ -301,7 +301,7 @@ class Trainer:
         for layer, child in self._leaf_states(state, True):
             by_layer.setdefault(id(layer), []).append(child)
         sources = [(layer, by_layer.get(id(layer), [])) for layer in self._flat_layers()
-                   if self.trainable and layer.trainable and layer.weights]
+                   if self.trainable and layer.trainable and layer._trainable_variables]
         state.plan = plan = (TRAINABLE_VERSION[0], self.trainable_weights, sources)
         return plan
 
@@ -314,9 +314,9 @@ class Trainer:
                 grads.extend(calls[0].grads)
             elif not calls:  # not in the training graph: its weights do not move
                 grads.extend(self._sum_buffer(layer, i, w, zero=True)
-                             for i, w in enumerate(layer.weights))
+                             for i, w in enumerate(layer._trainable_variables))
             else:
-                for i, w in enumerate(layer.weights):
+                for i, w in enumerate(layer._trainable_variables):
                     total = self._sum_buffer(layer, i, w)
                     np.copyto(total, calls[0].grads[i])
                     for other in calls[1:]:

@@ -257,7 +257,7 @@ class Graph:
 def _no_gradient(step, child, training):
     """A node whose outputs no loss reads: its weights get zero gradients this step."""
     if not step.is_model:
-        child.grads = [np.zeros_like(w) for w in step.layer.weights]
+        child.grads = [np.zeros_like(w) for w in step.layer._trainable_variables]
         return
     for layer, call in step.layer._leaf_states(child, training):
-        call.grads = [np.zeros_like(w) for w in layer.weights]
+        call.grads = [np.zeros_like(w) for w in layer._trainable_variables]

@@ -356,13 +356,13 @@ class Model(Trainer, Layer):
     def trainable_weights(self):
         if not self.trainable:
             return []
-        return [w for layer in self._flat_layers() if layer.trainable for w in layer.weights]
+        return [w for layer in self._flat_layers() for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self):
         if not self.trainable:
             return self.weights
-        return [w for layer in self._flat_layers() if not layer.trainable for w in layer.weights]
+        return [w for layer in self._flat_layers() for w in layer.non_trainable_weights]
 
     def set_weights(self, weights):
         weights = list(weights)

@@ -105,7 +105,8 @@ class Layer:
         _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
-                 batch_input_shape=None, batch_size=None, input_dim=None, **kwargs):
+                 batch_input_shape=None, batch_size=None, input_dim=None,
+                 activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
                             f"{kwargs}")
@@ -125,6 +126,10 @@ class Layer:
         self.built = False
         self.input_shape = self.output_shape = None
         self._weights = []
+        self._frozen_ids = set()  # ids of the weights made with trainable=False
+        self._weight_regularizers = []  # (weight, regularizer) pairs, from add_weight
+        from .. import regularizers
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self._inbound_nodes = []  # the Nodes recording this layer's symbolic calls
         self._mutex = threading.RLock()
 
@@ -187,9 +192,17 @@ class Layer:
         else:
             self._check_input(shape)
 
-    def add_weight(self, shape, initializer):
+    def add_weight(self, shape, initializer, trainable=True, regularizer=None):
+        """A new weight, in creation order in `weights`. trainable=False (BatchNormalization's
+        moving statistics): no gradient, the optimizer never moves it, the layer updates it
+        itself. regularizer: a cnnkit.regularizers object whose penalty on this weight joins
+        the loss in training."""
         weight = initializer(shape)
         self._weights.append(weight)
+        if not trainable:
+            self._frozen_ids.add(id(weight))
+        if regularizer is not None:
+            self._weight_regularizers.append((weight, regularizer))
         return weight
 
     # ------------------------------------------------------------ calling
@@ -289,12 +302,21 @@ class Layer:
         return self._weights
 
     @property
+    def _trainable_variables(self):
+        """The weights that take gradients when the layer trains (all but those made with
+        trainable=False), whatever layer.trainable says: backward's call.grads follow this
+        order."""
+        return [w for w in self.weights if id(w) not in self._frozen_ids]
+
+    @property
     def trainable_weights(self):
-        return list(self.weights) if self.trainable else []
+        return self._trainable_variables if self.trainable else []
 
     @property
     def non_trainable_weights(self):
-        return [] if self.trainable else list(self.weights)
+        if not self.trainable:
+            return list(self.weights)
+        return [w for w in self.weights if id(w) in self._frozen_ids]
 
     def get_weights(self):
         return [w.copy() for w in self.weights]
