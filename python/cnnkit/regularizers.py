@@ -6,7 +6,7 @@ out would train differently from the one the program describes, so every regular
 NotImplementedError when it is made; `get(None)` is None, as in Keras.
 """
 
-__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get"]
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
 
 
 class Regularizer:
@@ -36,3 +36,10 @@ def get(identifier):
         return None
     raise NotImplementedError(f"cnnkit.regularizers.get({identifier!r}): regularizers are not "
                               "supported yet")
+
+
+def serialize(regularizer):
+    """The config entry of a layer's regularizer argument (None for none)."""
+    if regularizer is None:
+        return None
+    raise NotImplementedError("cnnkit.regularizers.serialize: regularizers are not supported yet")
