@@ -163,7 +163,7 @@ def _model_gradients(model, x, y):
     """The loss and the trainable weights' gradients of one training pass, as the trainer
     computes them (softmax fused with the loss where the model allows it)."""
     state = model.new_state()
-    _, _, sources = model._step_plan(state, 1)  # configures it: the input needs no gradient
+    _, _, sources, _ = model._step_plan(state, 1)  # configures it: the input needs no gradient
     out = model.forward(state, x, True)
     loss, douts = model._losses_and_grads(state, [y], [out])
     model.backward(state, douts[0], model._fused)

@@ -52,6 +52,7 @@ class Trainer:
         self._states = {}                  # the trainer's call states, by training mode
         self._kept_weights = []            # the weights before the update, should it overflow
         self._grad_sums = {}               # a shared layer's summed weight gradients
+        self._penalty_scratch = {}         # per regularized weight, for its penalty
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -143,7 +144,10 @@ class Trainer:
             self._output_metrics.append(made)
         self._metrics = self._output_losses + [m for ms in self._output_metrics for m in ms]
         # Softmax fused with cross-entropy, per output: the loss then reads the logits.
-        self._fused = [loss.fuses_softmax and self._output_activation_at(i, True) == "softmax"
+        # Not when the softmax layer has an activity regularizer: its penalty's gradient is with
+        # respect to the softmax output, so that output's gradient must exist.
+        self._fused = [loss.fuses_softmax and
+                       self._output_activation_at(i, True, fusable=True) == "softmax"
                        for i, (_, loss, _, _) in enumerate(outputs)]
         # cnnkit's own losses write their gradient into a buffer (out=); a user's may not.
         self._loss_out = [type(loss) in losses_module.BUILT_IN for _, loss, _, _ in outputs]
@@ -302,8 +306,30 @@ class Trainer:
             by_layer.setdefault(id(layer), []).append(child)
         sources = [(layer, by_layer.get(id(layer), [])) for layer in self._flat_layers()
                    if self.trainable and layer.trainable and layer._trainable_variables]
-        state.plan = plan = (TRAINABLE_VERSION[0], self.trainable_weights, sources)
+        weights = self.trainable_weights
+        state.plan = plan = (TRAINABLE_VERSION[0], weights, sources, self._regularized(weights))
         return plan
+
+    def _regularized(self, trainable):
+        """(weight, regularizer, index of its gradient or None) of every regularized weight;
+        a frozen weight's penalty still counts in the loss (as in Keras), with no gradient."""
+        index = {id(w): i for i, w in enumerate(trainable)}
+        return [(w, reg, index.get(id(w))) for layer in self._flat_layers()
+                for w, reg in layer._weight_regularizers]
+
+    def _penalties(self, state, regularized, grads=None):
+        """The regularizers' share of the loss: the activity penalties of the last forward
+        pass and each regularized weight's penalty, whose gradient joins grads (in place)."""
+        total = state.active.activity_loss
+        scratch = self._penalty_scratch
+        for w, reg, i in regularized:
+            buf = scratch.get(id(w))
+            if buf is None or buf.shape != w.shape:
+                buf = scratch[id(w)] = np.empty_like(w)
+            total += reg.penalty(w, buf)
+            if grads is not None and i is not None:
+                reg.add_gradient(w, grads[i], 1.0, buf)
+        return total
 
     def _gradients(self, state, sources):
         """The gradient of each trainable weight, in trainable_weights' order: a layer's own
@@ -339,11 +365,12 @@ class Trainer:
         step (Keras' TerminateOnNaN, by default)."""
         with self._exclusive():
             state = self._step_state(True)
-            _, weights, sources = self._step_plan(state, len(xs))
+            _, weights, sources, regularized = self._step_plan(state, len(xs))
             outs = self._run(state, xs, True)
             loss, douts = self._losses_and_grads(state, ys, outs)
             self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
             grads = self._gradients(state, sources)
+            loss += self._penalties(state, regularized, grads)
             self._last_loss = loss
             finite = math.isfinite(loss) and _core.all_finite(grads)
             if finite:
@@ -378,6 +405,7 @@ class Trainer:
             state = self._step_state(False)
             outs = self._run(state, xs, False)
             loss, _ = self._losses_and_grads(state, ys, outs)
+            loss += self._penalties(state, self._regularized(()))
             self._update_metrics(loss, ys, outs)
 
     def _gather(self, data, indices, name):

@@ -180,9 +180,14 @@ class Graph:
         values = gs.values
         for number, x in zip(self.input_numbers, inputs):
             values[number] = x
+        gs.activity_loss = 0.0  # the activity regularizers' penalties of this pass
         for step, child in zip(self.steps, gs.children):
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
             y = step.layer.forward(child, x, training if step.training is None else step.training)
+            if step.is_model:
+                gs.activity_loss += child.active.activity_loss
+            elif step.layer.activity_regularizer is not None:
+                gs.activity_loss += activity_penalty(step.layer.activity_regularizer, child, y)
             if step.single_output:
                 values[step.outputs[0]] = y
             else:
@@ -207,6 +212,9 @@ class Graph:
         for step, child in zip(reversed(self.steps), reversed(gs.children)):
             if step.single_output:
                 dy = grads[step.outputs[0]]
+                if not step.is_model and step.layer.activity_regularizer is not None:
+                    dy = with_activity_gradient(step.layer.activity_regularizer, child,
+                                                gs.values[step.outputs[0]], dy)
                 if dy is None:
                     _no_gradient(step, child, training)
                     continue
@@ -252,6 +260,30 @@ class Graph:
                 yield from step.layer._leaf_states(child, train)
             elif step.layer.weights:
                 yield step.layer, child
+
+
+def activity_penalty(regularizer, call, y):
+    """A layer's activity penalty on its output y, divided by the batch size as in Keras."""
+    scratch = call.buffers(y.shape)("activity_scratch", y.shape)
+    value = regularizer.penalty(y, scratch)
+    return value / len(y) if y.ndim else value
+
+
+def with_activity_gradient(regularizer, call, y, dy):
+    """dy plus the gradient of the activity penalty, in a buffer of the call's (dy itself may
+    be shared: a merge layer hands one array to several inputs). dy None: the penalty's alone."""
+    buffers = call.buffers(y.shape)
+    total = buffers("activity_grad", y.shape)
+    if total is None:
+        total = np.empty(y.shape, np.float32)
+    if dy is None:
+        total.fill(0)
+    else:
+        np.copyto(total, dy)
+    scratch = buffers("activity_scratch", y.shape)
+    regularizer.add_gradient(y, total, 1.0 / len(y) if y.ndim else 1.0,
+                             np.empty_like(total) if scratch is None else scratch)
+    return total
 
 
 def _no_gradient(step, child, training):

@@ -310,14 +310,17 @@ class Model(Trainer, Layer):
         return graph.leaf_states(call.graph_state(graph), training)
 
     # Softmax fused with the loss: which outputs end in a softmax no other node reads.
-    def _output_activation_at(self, index, training=True):
+    # fusable: only an activation the loss may fuse with (none under an activity regularizer).
+    def _output_activation_at(self, index, training=True, fusable=False):
         graph = self._graph_for(training)
         producer = graph.output_producers[index]
         if producer is None or not graph.terminal[index]:
             return None
         step, k = graph.steps[producer[0]], producer[1]
         if step.is_model:
-            return step.layer._output_activation_at(k, training)
+            return step.layer._output_activation_at(k, training, fusable)
+        if fusable and step.layer.activity_regularizer is not None:
+            return None
         return step.layer.output_activation
 
     @property

@@ -1,7 +1,7 @@
 """Input, Dense and Activation."""
 import numpy as np
 
-from .. import _core, initializers
+from .. import _core, initializers, regularizers
 from .base import ActivationMixin, Layer
 
 __all__ = ["InputLayer", "Input", "Dense", "Activation"]
@@ -49,20 +49,30 @@ class Dense(ActivationMixin, Layer):
     input_min_ndim = 2
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
+        for name, value in (("kernel_constraint", kernel_constraint),
+                            ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise NotImplementedError(f"Dense: {name} is not supported yet (got {value!r})")
         self.units, self.use_bias = int(units), bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self._set_activation(activation)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
             self._incompatible("the last axis (the features) must be known", input_shape)
-        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer)
-        self.bias = self.add_weight((self.units,), self.bias_initializer) if self.use_bias else None
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((self.units,), self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -90,7 +100,11 @@ class Dense(ActivationMixin, Layer):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": None, "bias_constraint": None}
 
 
 class Activation(ActivationMixin, Layer):
