@@ -4,18 +4,24 @@ process take each other's cores (OpenBLAS, libgomp, torch's and TF's pools all s
 after each parallel region), and the peak memory read from ru_maxrss is then that framework's.
 
     python bench/_peers.py --framework {cnnkit,torch,tf,numpy} --threads N [--steps 20]
-                           [--warmup 3] [--batch 64] [--workloads cnn_train,cnn_infer,ae_train]
+                           [--warmup 3] [--batch 64] [--workloads cnn_train,cnn_infer,...]
                            [--alloc-steps 0]
 
 The parent sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and OPENBLAS_THREAD_TIMEOUT in the
 environment before this process starts; the framework's own setting is applied here too.
---workloads defaults to the first three below (bench/augment_overhead.py asks for the fourth).
+--workloads defaults to all below but cnn_aug_train (bench/augment_overhead.py asks for it).
 
 Workloads (one batch of random float32 images in [0, 1) and random one-hot labels, the same
 batch every step; speed does not depend on the pixels):
   cnn_train      the classic Keras CIFAR-10 CNN, one Adam step (categorical cross-entropy)
   cnn_infer      the same CNN, forward only (training=False / torch.no_grad)
   ae_train       the conv autoencoder of cnnkit.models.conv_autoencoder(), one Adam step (MSE)
+  resnet_train   the CIFAR ResNet-20 of bench/_models.py, one Adam step (categorical
+                 cross-entropy); BatchNormalization with batch statistics
+  resnet_infer   the same ResNet-20, forward only (BatchNormalization with moving statistics)
+  mobile_train   the small MobileNet of bench/_models.py (DepthwiseConv2D, 1x1 Conv2D,
+                 BatchNormalization), one Adam step
+  mobile_infer   the same MobileNet, forward only
   cnn_aug_train  cnn_train with RandomFlip("horizontal") and RandomTranslation(0.1, 0.1)
                  (reflect fill, bilinear) in front of the CNN, each framework's own layers,
                  which act in training only; not in the default set (bench/augment_overhead.py
@@ -37,7 +43,10 @@ import time
 
 import numpy as np
 
-WORKLOADS = ("cnn_train", "cnn_infer", "ae_train")  # the default set
+from _models import KERAS_BUILDERS, torch_models
+
+WORKLOADS = ("cnn_train", "cnn_infer", "ae_train", "resnet_train", "resnet_infer",
+             "mobile_train", "mobile_infer")  # the default set
 EXTRA_WORKLOADS = ("cnn_aug_train",)  # run only when asked for
 
 
@@ -80,6 +89,13 @@ class Cnnkit:
         from cnnkit.applications import classic_cnn
         from cnnkit.models import conv_autoencoder
         x, _, y = data
+        name, _, mode = workload.partition("_")
+        if name in KERAS_BUILDERS:
+            model = KERAS_BUILDERS[name](self.cnnkit)
+            model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+            if mode == "train":
+                return model, lambda: model.train_on_batch(x, y), model.count_params()
+            return model, lambda: model.predict_on_batch(x), model.count_params()
         if workload == "ae_train":
             model = conv_autoencoder()[0]
             return model, lambda: model.train_on_batch(x, x), model.count_params()
@@ -133,9 +149,15 @@ class Torch:
         F = torch.nn.functional
         x = torch.from_numpy(np.ascontiguousarray(data[0].transpose(0, 3, 1, 2)))  # NCHW
         labels = torch.from_numpy(data[1])
-        model = self.conv_autoencoder() if workload == "ae_train" else self.classic_cnn()
-        params = sum(p.numel() for p in model.parameters())
-        if workload == "cnn_infer":
+        name, _, mode = workload.partition("_")
+        if name in KERAS_BUILDERS:
+            model = torch_models(torch)[name]()
+        else:
+            model = self.conv_autoencoder() if workload == "ae_train" else self.classic_cnn()
+        # BatchNorm's running statistics count, as Keras counts its moving statistics.
+        params = sum(p.numel() for p in model.parameters()) + sum(
+            b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+        if mode == "infer":
             model.eval()
 
             def infer():
@@ -194,6 +216,13 @@ class TensorFlow:
     def build(self, workload, data):
         x, _, y = data
         tx, ty = self.tf.constant(x), self.tf.constant(y)
+        name, _, mode = workload.partition("_")
+        if name in KERAS_BUILDERS:
+            model = KERAS_BUILDERS[name](self.keras)
+            model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+            if mode == "train":
+                return model, lambda: model.train_on_batch(tx, ty), model.count_params()
+            return model, lambda: model.predict_on_batch(tx), model.count_params()
         if workload == "ae_train":
             model = self.conv_autoencoder()
             return model, lambda: model.train_on_batch(tx, tx), model.count_params()

@@ -41,40 +41,68 @@ FRAMEWORKS = {"cnnkit": "cnnkit", "torch": "PyTorch", "tf": "TensorFlow"}
 MODULES = {"cnnkit": "cnnkit", "torch": "torch", "tf": "tensorflow"}
 INSTALL = {"cnnkit": "pip install .", "torch": "pip install torch==2.13.0 (the CPU wheel)",
            "tf": "pip install tensorflow-cpu==2.21.0"}
-WORKLOADS = {"cnn_train": "CNN train", "cnn_infer": "CNN infer", "ae_train": "AE train"}
+WORKLOADS = {"cnn_train": "CNN train", "cnn_infer": "CNN infer", "ae_train": "AE train",
+             "resnet_train": "ResNet-20 train", "resnet_infer": "ResNet-20 infer",
+             "mobile_train": "MobileNet train", "mobile_infer": "MobileNet infer"}
 DESCRIPTIONS = {"cnn_train": "the CIFAR-10 CNN's training step", "cnn_infer": "its inference",
-                "ae_train": "the conv autoencoder's training step"}
+                "ae_train": "the conv autoencoder's training step",
+                "resnet_train": "ResNet-20's training step", "resnet_infer": "its inference",
+                "mobile_train": "the small MobileNet's training step",
+                "mobile_infer": "its inference"}
 
 
 # ------------------------------------------------------------------ FLOP counts
-def weight_layers(model, shape):
-    """(layer, input shape, output shape) of each Conv2D and Dense, inside nested models too."""
-    from cnnkit.layers import Conv2D, Dense
-    from cnnkit.models import Sequential
+def weight_layers(model):
+    """Each layer of the model that multiplies by weights, in call order, nested models
+    included (every layer is built, so its input and output shapes are known)."""
     for layer in model.layers:
-        out = tuple(layer.compute_output_shape(shape))
-        if isinstance(layer, Sequential):
-            yield from weight_layers(layer, shape)
-        elif isinstance(layer, (Conv2D, Dense)):
-            yield layer, shape, out
-        shape = out
+        if hasattr(layer, "layers") and not isinstance(layer, type):
+            yield from weight_layers(layer)
+        elif type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D",
+                                      "Conv2DTranspose", "Dense"):
+            yield layer
 
 
-def multiply_adds(layer, in_shape, out_shape):
-    from cnnkit.layers import Conv2D
-    if isinstance(layer, Conv2D):  # each output value: kh * kw * cin multiply-adds
-        kh, kw = layer.kernel_size
-        return out_shape[1] * out_shape[2] * out_shape[3] * kh * kw * in_shape[3]
-    return in_shape[-1] * out_shape[-1]
+def multiply_adds(layer):
+    kind, out = type(layer).__name__, layer.output_shape
+    if kind == "Dense":
+        rows = 1
+        for size in layer.input_shape[1:-1]:
+            rows *= size
+        return rows * layer.input_shape[-1] * out[-1]
+    (_, h, w, cin), (kh, kw) = layer.input_shape, layer.kernel_size
+    if kind == "Conv2D":  # each output value: kh * kw * cin / groups multiply-adds
+        return out[1] * out[2] * out[3] * kh * kw * cin // getattr(layer, "groups", 1)
+    if kind == "Conv2DTranspose":  # each input value reaches kh * kw * filters outputs
+        return h * w * cin * kh * kw * out[3]
+    depthwise = out[1] * out[2] * cin * layer.depth_multiplier * kh * kw
+    if kind == "DepthwiseConv2D":
+        return depthwise
+    return depthwise + out[1] * out[2] * cin * layer.depth_multiplier * out[3]  # + pointwise
 
 
-def flops_per_image():
-    """{workload: flops per image} under the convention of the module docstring."""
+def workload_models(workloads):
+    """{model name: a built cnnkit model} for the workloads asked for."""
+    import cnnkit
+    from _models import KERAS_BUILDERS
     from cnnkit.applications import classic_cnn
     from cnnkit.models import conv_autoencoder
+    makers = {"cnn": classic_cnn, "ae": lambda: conv_autoencoder()[0],
+              **{name: (lambda build=build: build(cnnkit)) for name, build in KERAS_BUILDERS.items()}}
+    models = {}
+    for workload in workloads:
+        name = workload.partition("_")[0]
+        if name not in models:
+            models[name] = makers[name]()
+            models[name].build((None, 32, 32, 3))
+    return models
+
+
+def flops_per_image(workloads):
+    """{workload: flops per image} under the convention of the module docstring."""
     counts = {}
-    for name, model in (("cnn", classic_cnn()), ("ae", conv_autoencoder()[0])):
-        macs = [multiply_adds(*entry) for entry in weight_layers(model, model.input_shape)]
+    for name, model in workload_models(workloads).items():
+        macs = [multiply_adds(layer) for layer in weight_layers(model)]
         counts[name + "_infer"] = 2 * sum(macs)
         counts[name + "_train"] = 2 * (3 * sum(macs) - macs[0])
     return counts
@@ -91,6 +119,7 @@ def run_child(framework, threads, args, alloc_steps=0, workloads=None):
     command = [sys.executable, WORKER, "--framework", framework, "--threads", str(threads),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
                "--alloc-steps", str(alloc_steps)]
+    workloads = workloads or getattr(args, "workloads", None)
     if workloads:
         command += ["--workloads", ",".join(workloads)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -180,7 +209,8 @@ def mb(nbytes):
 def print_speed(frameworks, thread_counts, speeds, peak, flops, args):
     """One table, a block of rows per workload and thread count."""
     rows = []
-    for workload, title in WORKLOADS.items():
+    for workload in args.workloads:
+        title = WORKLOADS[workload]
         for threads in thread_counts:
             ours = speeds.get(("cnnkit", threads, workload))
             for fw in frameworks:
@@ -202,11 +232,14 @@ def print_speed(frameworks, thread_counts, speeds, peak, flops, args):
           "process took cores; cnnkit/it: cnnkit's img/s over this framework's, same thread count)")
 
 
-def print_scaling(frameworks, thread_counts, speeds, markdown):
+def print_scaling(frameworks, thread_counts, speeds, workloads, markdown):
     least, most = min(thread_counts), max(thread_counts)
     rows = []
     for fw in frameworks:
-        for workload, title in WORKLOADS.items():
+        for workload in workloads:
+            title = WORKLOADS[workload]
+            if any((fw, t, workload) not in speeds for t in thread_counts):
+                continue
             rates = [statistics.median(speeds[(fw, t, workload)]) for t in thread_counts]
             rows.append([FRAMEWORKS[fw], title] + [f"{r:,.0f}" for r in rates]
                         + [f"{rates[thread_counts.index(most)] / rates[thread_counts.index(least)]:.2f}x"])
@@ -215,24 +248,31 @@ def print_scaling(frameworks, thread_counts, speeds, markdown):
                 + [f"{most} vs {least} threads"], rows, markdown))
 
 
-def print_memory(frameworks, memory, most, markdown):
+def print_memory(frameworks, memory, most, workloads, markdown):
+    """Peak memory after the first workload (a training one, the process's first) and after
+    all of them, and page faults per step of each training workload."""
+    first, last = workloads[0], workloads[-1]
+    trains = [w for w in workloads if w.endswith("_train")]
     rows = []
     for fw in frameworks:
         result = memory.get(fw)
-        if not result:
+        if not result or first not in result["workloads"]:
             continue
-        train = result["workloads"]["cnn_train"]
-        ae = result["workloads"]["ae_train"]
-        rows.append([FRAMEWORKS[fw], mb(result["rss_import"]), mb(train["maxrss"]),
-                     mb(train["maxrss"] - result["rss_import"]), mb(ae["maxrss"]),
-                     f"{train['faults'] / train['steps']:,.0f}", f"{ae['faults'] / ae['steps']:,.0f}"])
+        runs = result["workloads"]
+        peak_first, peak_all = runs[first]["maxrss"], max(r["maxrss"] for r in runs.values())
+        rows.append([FRAMEWORKS[fw], mb(result["rss_import"]), mb(peak_first),
+                     mb(peak_first - result["rss_import"]), mb(peak_all)]
+                    + [f"{runs[w]['faults'] / runs[w]['steps']:,.0f}" if w in runs else "-"
+                       for w in trains])
     print()
-    print(table(["framework", "RSS after import, MB", "peak RSS, CNN train, MB", "peak - import, MB",
-                 "peak RSS, AE too, MB", "page faults/step, CNN train", "page faults/step, AE train"],
-                rows, markdown, text_columns=1))
+    print(table(["framework", "RSS after import, MB", f"peak RSS, {WORKLOADS[first]}, MB",
+                 "peak - import, MB", "peak RSS, all, MB"]
+                + [f"page faults/step, {WORKLOADS[w]}" for w in trains], rows, markdown,
+                text_columns=1))
     print(f"(at {most} thread{'s' * (most > 1)}; peak RSS: ru_maxrss after the warm-up and timed "
-          "steps of CNN training, the process's first workload; AE too: after all three; a minor page fault "
-          "is a fresh 4 KiB page, the mark of memory freed to the system and mapped again)")
+          f"steps of {WORKLOADS[first]}, the process's first workload; all: after {WORKLOADS[last]}, "
+          "the last; a minor page fault is a fresh 4 KiB page, the mark of memory freed to the "
+          "system and mapped again)")
 
 
 def print_alloc(alloc, most, batch):
@@ -274,19 +314,25 @@ def main():
     parser.add_argument("--only", default="cnnkit,torch,tf", help="frameworks, in running order")
     parser.add_argument("--alloc-steps", type=int, default=200,
                         help="steps of cnnkit's allocation check (0 skips it; default 200)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated, from " + ", ".join(WORKLOADS) + " (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = parser.parse_args()
+    args.workloads = args.workloads.split(",")
+    unknown = sorted(set(args.workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {', '.join(unknown)} (choose from {', '.join(WORKLOADS)})")
     thread_counts = [int(t) for t in args.threads.split(",")]
     most = max(thread_counts)
     frameworks = selected_frameworks(parser, args.only, list(FRAMEWORKS))
 
-    flops = flops_per_image()
+    flops = flops_per_image(args.workloads)
     print(f"{platform.processor() or platform.machine()}, {cores} cores, Python "
           f"{platform.python_version()}; batch {args.batch}, {args.steps} timed steps after "
           f"{args.warmup} warm-up steps, {args.repeats} rounds; random float32 images, one-hot labels")
     print("MFLOP per image (2 per multiply-add of conv/dense; training = 3x forward less the first "
           "layer's input gradient): "
-          + ", ".join(f"{DESCRIPTIONS[w]} ({WORKLOADS[w]}) {flops[w] / 1e6:.2f}" for w in WORKLOADS))
+          + ", ".join(f"{DESCRIPTIONS[w]} ({WORKLOADS[w]}) {flops[w] / 1e6:.2f}" for w in args.workloads))
 
     started, load = time.perf_counter(), os.getloadavg()[0]
     run = run_rounds(frameworks, thread_counts, args)
@@ -306,8 +352,8 @@ def main():
 
     print_speed(frameworks, thread_counts, speeds, peak, flops, args)
     if len(thread_counts) > 1:
-        print_scaling(frameworks, thread_counts, speeds, args.markdown)
-    print_memory(frameworks, memory, most, args.markdown)
+        print_scaling(frameworks, thread_counts, speeds, args.workloads, args.markdown)
+    print_memory(frameworks, memory, most, args.workloads, args.markdown)
     if alloc:
         print_alloc(alloc, most, args.batch)
 
