@@ -6,8 +6,8 @@
 // targets. OpenMP parallelises outer loops only, split so that no two threads write the same
 // element; results do not depend on the number of threads. Arguments are trusted (the bindings
 // check them): every pooling window holds at least one real input, so an average never divides
-// by zero. Assumes IEEE float semantics
-// (no -ffast-math): the NaN rule of max pooling relies on v != v.
+// by zero. Assumes IEEE float semantics (no -ffast-math): the NaN rule of max pooling relies on
+// v != v.
 #include "cnnkit.h"
 
 #include <algorithm>

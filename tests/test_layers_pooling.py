@@ -275,6 +275,7 @@ def test_a_warm_step_of_global_max_pooling_allocates_no_array():
     assert max(rises) < STEP_BOUND, rises
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' own
 def test_a_trained_model_of_the_family_matches_keras_with_the_same_weights():
     keras = keras_or_skip()
     set_random_seed(0)

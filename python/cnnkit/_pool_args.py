@@ -24,8 +24,8 @@ def border_2d(value, name, fn=None):
 
     An int n: n on every side; a pair (h, w): h rows above and below, w columns left and right;
     a pair of pairs ((top, bottom), (left, right)). Every entry an integer >= 0."""
-    shapes = (f"an integer, a tuple of 2 integers (rows, columns) or a tuple of 2 tuples of 2 "
-              f"integers ((top, bottom), (left, right))")
+    shapes = ("an integer, a tuple of 2 integers (rows, columns) or a tuple of 2 tuples of 2 "
+              "integers ((top, bottom), (left, right))")
     if _is_int(value):
         rows = cols = _side_pair(value, name, fn)
         return rows, cols
