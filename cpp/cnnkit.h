@@ -47,6 +47,32 @@ void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, c
 void upsampling2d_forward(float* out, const float* inp, int N, int H, int W, int C, int SH, int SW);
 void upsampling2d_backward(float* dinp, const float* dout, int N, int H, int W, int C, int SH, int SW);
 
+// Average pooling: out (N,OH,OW,C) = the mean of each window's real inputs (padded positions are
+// left out of the count, as Keras' padding='same' does). Backward: dinp (N,H,W,C) receives each
+// dout element divided by its window's count, summed where windows overlap.
+void avgpool2d_forward(float* out, const float* inp, const Window2d& g);
+void avgpool2d_backward(float* dinp, const float* dout, const Window2d& g);
+// Global average pooling over the P = H*W positions of inp (N,P,C): out (N,C); backward spreads
+// dout / P over every position.
+void global_avgpool2d_forward(float* out, const float* inp, int N, int64_t P, int C);
+void global_avgpool2d_backward(float* dinp, const float* dout, int N, int64_t P, int C);
+
+// ---------------------------------------------------------------- padding, cropping (pad_crop.cpp)
+// out (N,H+PT+PB,W+PL+PR,C) = inp (N,H,W,C) surrounded by zero rows/columns (top, bottom, left,
+// right): ZeroPadding2D's forward and Cropping2D's backward.
+void pad2d(float* out, const float* inp, int N, int H, int W, int C, int PT, int PB, int PL, int PR);
+// out (N,OH,OW,C) = rows CT.., columns CL.. of inp (N,H,W,C) (CT+OH <= H, CL+OW <= W):
+// Cropping2D's forward and ZeroPadding2D's backward.
+void crop2d(float* out, const float* inp, int N, int H, int W, int C, int CT, int CL, int OH, int OW);
+
+// ---------------------------------------------------------------- bilinear upsampling (resize.cpp)
+// out (N,H*SH,W*SW,C) = inp (N,H,W,C) resized bilinearly as Keras 3 does (half-pixel centres, no
+// antialias, edges clamped); backward applies the transpose to dout.
+void upsampling2d_bilinear_forward(float* out, const float* inp, int N, int H, int W, int C,
+                                   int SH, int SW);
+void upsampling2d_bilinear_backward(float* dinp, const float* dout, int N, int H, int W, int C,
+                                    int SH, int SW);
+
 // ---------------------------------------------------------------- dense (dense.cpp)
 // out (B,OUT) = inp (B,IN) @ weight (IN,OUT) + bias (OUT) or no bias if null, then max(0, out)
 // if relu (fused, as in conv2d_forward).

@@ -1,11 +1,13 @@
-// pool.cpp: max pooling and nearest-neighbour upsampling over NHWC float32 batches.
+// pool.cpp: max and average pooling (windowed and global) and nearest-neighbour upsampling over
+// NHWC float32 batches.
 //
 // Contract: plain C++17, no intrinsics; the innermost loops run over channels, which are
 // contiguous in NHWC, so the compiler vectorises them with whatever instruction set the build
 // targets. OpenMP parallelises outer loops only, split so that no two threads write the same
 // element; results do not depend on the number of threads. Arguments are trusted (the bindings
-// check them): every pooling window holds at least one real input. Assumes IEEE float semantics
-// (no -ffast-math): the NaN rule of max pooling relies on v != v.
+// check them): every pooling window holds at least one real input, so an average never divides
+// by zero. Assumes IEEE float semantics (no -ffast-math): the NaN rule of max pooling relies on
+// v != v.
 #include "cnnkit.h"
 
 #include <algorithm>
@@ -134,6 +136,136 @@ void maxpool2d_backward(float* dinp, const float* dout, const int32_t* argmax, c
         std::fill(di, di + in_img, 0.0f);
         for (int64_t p = 0; p < out_img; p += C)
             for (int64_t c = 0; c < C; ++c) di[a[p + c] * C + c] += d[p + c];
+    }
+}
+
+namespace {
+
+// The rows [h0, h1) of the input that window row `o` covers, clipped to the image: padded rows
+// hold nothing, which is how 'same' average pooling leaves them out of its count.
+struct Span {
+    int lo, hi;
+};
+inline Span window_span(int o, int stride, int pad, int size, int limit) {
+    const int start = o * stride - pad;
+    return {std::max(start, 0), std::min(start + size, limit)};
+}
+
+}  // namespace
+
+void avgpool2d_forward(float* out, const float* inp, const Window2d& g) {
+    // inp is (N,H,W,C), out is (N,OH,OW,C)
+    const int64_t C = g.C;
+#ifdef _OPENMP
+    const int64_t work = static_cast<int64_t>(g.N) * g.OH * g.OW * C * g.KH * g.KW;
+#pragma omp parallel for collapse(2) if (work > kParallelMin)
+#endif
+    for (int n = 0; n < g.N; ++n) {
+        for (int oh = 0; oh < g.OH; ++oh) {
+            const float* img = inp + static_cast<int64_t>(n) * g.H * g.W * C;
+            const Span rows = window_span(oh, g.SH, g.PT, g.KH, g.H);
+            for (int ow = 0; ow < g.OW; ++ow) {
+                const Span cols = window_span(ow, g.SW, g.PL, g.KW, g.W);
+                float* o = out + ((static_cast<int64_t>(n) * g.OH + oh) * g.OW + ow) * C;
+                // Keras (TensorFlow) divides by the real inputs of the window, not by KH*KW.
+                const float inv = 1.0f / static_cast<float>((rows.hi - rows.lo) * (cols.hi - cols.lo));
+                std::fill(o, o + C, 0.0f);
+                for (int h = rows.lo; h < rows.hi; ++h)
+                    for (int w = cols.lo; w < cols.hi; ++w) {
+                        const float* x = img + (static_cast<int64_t>(h) * g.W + w) * C;
+                        for (int64_t c = 0; c < C; ++c) o[c] += x[c];
+                    }
+                for (int64_t c = 0; c < C; ++c) o[c] *= inv;
+            }
+        }
+    }
+}
+
+void avgpool2d_backward(float* dinp, const float* dout, const Window2d& g) {
+    // dinp is (N,H,W,C), dout is (N,OH,OW,C)
+    const int64_t C = g.C;
+    const int64_t row = static_cast<int64_t>(g.W) * C;
+    // Gathered by input row: the thread that owns row (n, h) adds the share of every output whose
+    // window covers it, so overlapping windows need no atomics and each row is written by one
+    // thread. Output row oh covers h when oh*SH - PT <= h < oh*SH - PT + KH.
+#ifdef _OPENMP
+    const int64_t work = static_cast<int64_t>(g.N) * g.OH * g.OW * C * g.KH * g.KW;
+#pragma omp parallel for collapse(2) if (work > kParallelMin)
+#endif
+    for (int n = 0; n < g.N; ++n) {
+        for (int h = 0; h < g.H; ++h) {
+            float* di = dinp + (static_cast<int64_t>(n) * g.H + h) * row;
+            std::fill(di, di + row, 0.0f);
+            const int reach = h + g.PT - g.KH;  // the last window ending at or before h starts here
+            const int oh_lo = reach < 0 ? 0 : reach / g.SH + 1;
+            const int oh_hi = std::min(g.OH - 1, (h + g.PT) / g.SH);
+            for (int oh = oh_lo; oh <= oh_hi; ++oh) {
+                const Span rows = window_span(oh, g.SH, g.PT, g.KH, g.H);
+                const float* d_row = dout + (static_cast<int64_t>(n) * g.OH + oh) * g.OW * C;
+                for (int ow = 0; ow < g.OW; ++ow) {
+                    const Span cols = window_span(ow, g.SW, g.PL, g.KW, g.W);
+                    const float inv =
+                        1.0f / static_cast<float>((rows.hi - rows.lo) * (cols.hi - cols.lo));
+                    const float* d = d_row + static_cast<int64_t>(ow) * C;
+                    for (int w = cols.lo; w < cols.hi; ++w) {
+                        float* x = di + static_cast<int64_t>(w) * C;
+                        for (int64_t c = 0; c < C; ++c) x[c] += d[c] * inv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+namespace {
+// Channels summed together by one thread of global average pooling: 64 floats, a few vector
+// registers of partial sums.
+constexpr int kChannelBlock = 64;
+// Positions summed into a partial sum before it joins the total: two-level summation keeps the
+// rounding error near (kPositionChunk + P / kPositionChunk) ulp instead of P ulp.
+constexpr int64_t kPositionChunk = 64;
+}  // namespace
+
+void global_avgpool2d_forward(float* out, const float* inp, int N, int64_t P, int C) {
+    // inp is (N,P,C) (P = H*W positions), out is (N,C)
+    const int blocks = (C + kChannelBlock - 1) / kChannelBlock;
+    const float inv = 1.0f / static_cast<float>(P);
+    // Split over images and channel blocks, so a single large image still uses every thread.
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) if (int64_t(N) * P * C > kParallelMin)
+#endif
+    for (int n = 0; n < N; ++n) {
+        for (int b = 0; b < blocks; ++b) {
+            const int c0 = b * kChannelBlock, cb = std::min(kChannelBlock, C - c0);
+            const float* x = inp + static_cast<int64_t>(n) * P * C + c0;
+            float total[kChannelBlock] = {};
+            for (int64_t p0 = 0; p0 < P; p0 += kPositionChunk) {
+                const int64_t p1 = std::min(P, p0 + kPositionChunk);
+                float part[kChannelBlock] = {};
+                for (int64_t p = p0; p < p1; ++p) {
+                    const float* xp = x + p * C;
+                    for (int j = 0; j < cb; ++j) part[j] += xp[j];
+                }
+                for (int j = 0; j < cb; ++j) total[j] += part[j];
+            }
+            float* o = out + static_cast<int64_t>(n) * C + c0;
+            for (int j = 0; j < cb; ++j) o[j] = total[j] * inv;
+        }
+    }
+}
+
+void global_avgpool2d_backward(float* dinp, const float* dout, int N, int64_t P, int C) {
+    // dinp is (N,P,C), dout is (N,C): every position receives dout / P.
+    const float inv = 1.0f / static_cast<float>(P);
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) if (int64_t(N) * P * C > kParallelMin)
+#endif
+    for (int n = 0; n < N; ++n) {
+        for (int64_t p = 0; p < P; ++p) {
+            const float* d = dout + static_cast<int64_t>(n) * C;
+            float* x = dinp + (static_cast<int64_t>(n) * P + p) * C;
+            for (int c = 0; c < C; ++c) x[c] = d[c] * inv;
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-"""Flatten, Reshape and UpSampling2D."""
+"""Flatten, Reshape, UpSampling2D, ZeroPadding2D and Cropping2D."""
 import math
 
 from .. import _args, _core
+from .._pool_args import border_2d, upsampling_interpolation
 from .base import Layer, shape_str
+from .pooling import channels_last
 
-__all__ = ["Flatten", "Reshape", "UpSampling2D"]
+__all__ = ["Flatten", "Reshape", "UpSampling2D", "ZeroPadding2D", "Cropping2D"]
 
 
 class Flatten(Layer):
@@ -60,17 +62,18 @@ class Reshape(Layer):
 
 
 class UpSampling2D(Layer):
-    """Nearest-neighbour upsampling: each pixel becomes a size[0] x size[1] block."""
+    """Each pixel becomes a size[0] x size[1] block: repeated ('nearest') or interpolated
+    ('bilinear', as Keras 3 resizes: half-pixel centres, no antialiasing, edges clamped)."""
     input_ndim = 4
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError("UpSampling2D: cnnkit works on channels_last (NHWC) images only")
-        if interpolation != "nearest":
-            raise ValueError(f"UpSampling2D: only interpolation='nearest' is supported, got "
-                             f"{interpolation!r}")
+        self.data_format = channels_last(data_format, "UpSampling2D")
         self.size = _args.pair(size, "size", "UpSampling2D")
+        self.interpolation = upsampling_interpolation(interpolation, "UpSampling2D")
+        bilinear = self.interpolation == "bilinear"
+        self._forward = _core.upsampling2d_bilinear_forward if bilinear else _core.upsampling2d_forward
+        self._backward = _core.upsampling2d_bilinear_backward if bilinear else _core.upsampling2d_backward
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -79,13 +82,90 @@ class UpSampling2D(Layer):
     def forward(self, call, x, training=False):
         (sh, sw), call.buf = self.size, call.buffers(x.shape)
         n, h, w, c = x.shape
-        return _core.upsampling2d_forward(x, sh, sw, out=call.buf("y", (n, h * sh, w * sw, c)))
+        return self._forward(x, sh, sw, out=call.buf("y", (n, h * sh, w * sw, c)))
 
     def backward(self, call, dy):
         if not call.need_dx:
             return None
         (sh, sw), (n, h, w, c) = self.size, dy.shape
-        return _core.upsampling2d_backward(dy, sh, sw, out=call.buf("dx", (n, h // sh, w // sw, c)))
+        return self._backward(dy, sh, sw, out=call.buf("dx", (n, h // sh, w // sw, c)))
 
     def get_config(self):
-        return {**super().get_config(), "size": list(self.size), "interpolation": "nearest"}
+        return {**super().get_config(), "size": list(self.size), "data_format": self.data_format,
+                "interpolation": self.interpolation}
+
+
+def _border_config(border):
+    return [list(border[0]), list(border[1])]
+
+
+class ZeroPadding2D(Layer):
+    """Zero rows above and below, zero columns left and right of each image. padding: an int,
+    (rows, columns), or ((top, bottom), (left, right))."""
+    input_ndim = 4
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = channels_last(data_format, "ZeroPadding2D")
+        self.padding = border_2d(padding, "padding", "ZeroPadding2D")
+        (top, bottom), (left, right) = self.padding
+        self._sides = (top, bottom, left, right)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        (top, bottom), (left, right) = self.padding
+        return (n, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
+
+    def forward(self, call, x, training=False):
+        call.buf = call.buffers(x.shape)
+        out = call.buf("y", self.compute_output_shape(x.shape))
+        return _core.zero_padding2d_forward(x, *self._sides, out=out)
+
+    def backward(self, call, dy):
+        if not call.need_dx:
+            return None
+        n, h, w, c = dy.shape
+        top, bottom, left, right = self._sides
+        out = call.buf("dx", (n, h - top - bottom, w - left - right, c))
+        return _core.zero_padding2d_backward(dy, *self._sides, out=out)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": _border_config(self.padding),
+                "data_format": self.data_format}
+
+
+class Cropping2D(Layer):
+    """Removes rows at the top and bottom and columns at the left and right of each image.
+    cropping: an int, (rows, columns), or ((top, bottom), (left, right)); something must
+    remain."""
+    input_ndim = 4
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = channels_last(data_format, "Cropping2D")
+        self.cropping = border_2d(cropping, "cropping", "Cropping2D")
+        (top, bottom), (left, right) = self.cropping
+        self._sides = (top, bottom, left, right)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        (top, bottom), (left, right) = self.cropping
+        if (h is not None and top + bottom >= h) or (w is not None and left + right >= w):
+            raise ValueError(f'Layer "{self.name}" (Cropping2D): cropping {self.cropping} '
+                             f"removes every row or column of an input of shape "
+                             f"{shape_str(input_shape)}")
+        return (n, None if h is None else h - top - bottom, None if w is None else w - left - right, c)
+
+    def forward(self, call, x, training=False):
+        call.shape, call.buf = x.shape, call.buffers(x.shape)
+        out = call.buf("y", self.compute_output_shape(x.shape))
+        return _core.cropping2d_forward(x, *self._sides, out=out)
+
+    def backward(self, call, dy):
+        if not call.need_dx:
+            return None
+        return _core.cropping2d_backward(dy, *self._sides, out=call.buf("dx", call.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": _border_config(self.cropping),
+                "data_format": self.data_format}
