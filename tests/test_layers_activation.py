@@ -376,3 +376,21 @@ def test_a_warm_step_with_unfused_activations_allocates_nothing():
         tracemalloc.stop()
     # the logs and a few small objects; an activation array alone would be 16*8*8*4*4 = 16 KiB
     assert max(rises) < 12 * 1024, rises
+
+
+def test_functions_on_symbolic_tensors_add_layers_to_a_functional_model():
+    inputs = cnnkit.Input((6,))
+    h = activations.gelu(Dense(5)(inputs))
+    h = activations.relu(h, max_value=1.0)
+    h = activations.leaky_relu(h, negative_slope=0.1)
+    outputs = activations.softmax(Dense(3)(h))
+    model = cnnkit.Model(inputs, outputs)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[-5:] == ["Activation", "ReLU", "LeakyReLU", "Dense", "Softmax"], kinds
+    x = randn(4, 6)
+    d1, d2 = model.layers[1], model.layers[-2]
+    h = R.gelu_forward(f64(x) @ d1.get_weights()[0] + d1.get_weights()[1])
+    h = R.leaky_relu_forward(R.relu_general_forward(h, max_value=1.0), 0.1)
+    close(model.predict(x, verbose=0), R.softmax_forward(h @ d2.get_weights()[0] + d2.get_weights()[1]))
+    with pytest.raises(NotImplementedError, match="approximate"):
+        activations.gelu(inputs, approximate=True)

@@ -1,7 +1,8 @@
 """Activation functions by name, as keras.activations (Keras 3).
 
 The public functions take Keras' arguments and run on any real array (through cnnkit.ops, in
-float32). Layers keep only an activation's name and call the raw kernels of `kernels(name)` on
+float32); on a symbolic tensor of a functional model they add a layer (Activation, or ReLU,
+LeakyReLU, ELU, Softmax for their arguments), as Keras' do. Layers keep only an activation's name and call the raw kernels of `kernels(name)` on
 arrays they already hold as C-contiguous float32. `get`, `serialize` and `deserialize` accept
 what Keras' do: a name, one of these functions, Keras' own function of the same name
 (keras.activations.gelu), None (linear) or a serialized config.
@@ -25,35 +26,67 @@ def _floats(x):
     return array.astype(np.float32) if array.dtype.kind in "biu" else array
 
 
+def _symbolic(x):
+    """Whether x is a symbolic tensor (cnnkit.Input or a layer's output in a functional model):
+    as in Keras, an activation function called on one becomes a layer of the model."""
+    from .engine.symbolic import KerasTensor
+    return isinstance(x, KerasTensor)
+
+
+def _as_layer(x, name):
+    from .layers import Activation
+    return Activation(name)(x)
+
+
+def _no_layer(function, argument):
+    raise NotImplementedError(f"cnnkit.activations.{function} on a symbolic tensor runs as a "
+                              f"layer, which has no {argument} argument; use its default or a "
+                              "layer of its own")
+
+
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """max(x, 0); with arguments Keras' general form: values below `threshold` become
     negative_slope * (x - threshold), values above are clipped at max_value."""
-    if negative_slope == 0 and max_value is None and threshold == 0:
+    plain = negative_slope == 0 and max_value is None and threshold == 0
+    if _symbolic(x):
+        from .layers import ReLU
+        return _as_layer(x, "relu") if plain else ReLU(max_value, negative_slope, threshold)(x)
+    if plain:
         return ops.relu_forward(_floats(x))
     return ops.relu_general_forward(_floats(x), negative_slope, max_value, threshold)
 
 
 def leaky_relu(x, negative_slope=0.2):
+    if _symbolic(x):
+        from .layers import LeakyReLU
+        return LeakyReLU(negative_slope)(x)
     return ops.leaky_relu_forward(_floats(x), negative_slope)
 
 
 def relu6(x):
-    return ops.relu6_forward(_floats(x))
+    return _as_layer(x, "relu6") if _symbolic(x) else ops.relu6_forward(_floats(x))
 
 
 def sigmoid(x):
-    return ops.sigmoid_forward(_floats(x))
+    return _as_layer(x, "sigmoid") if _symbolic(x) else ops.sigmoid_forward(_floats(x))
 
 
 def tanh(x):
-    return ops.tanh_forward(_floats(x))
+    return _as_layer(x, "tanh") if _symbolic(x) else ops.tanh_forward(_floats(x))
 
 
 def softmax(x, axis=-1):
+    if _symbolic(x):
+        from .layers import Softmax
+        return Softmax(axis)(x)
     return ops.softmax_forward(_floats(x), axis)
 
 
 def log_softmax(x, axis=-1):
+    if _symbolic(x):
+        if axis != -1:
+            _no_layer("log_softmax", "axis")
+        return _as_layer(x, "log_softmax")
     return ops.log_softmax_forward(_floats(x), axis)
 
 
@@ -62,44 +95,51 @@ def linear(x):
 
 
 def exponential(x):
-    return ops.exponential_forward(_floats(x))
+    return _as_layer(x, "exponential") if _symbolic(x) else ops.exponential_forward(_floats(x))
 
 
 def gelu(x, approximate=False):
+    if _symbolic(x):
+        if approximate is not False:
+            _no_layer("gelu", "approximate")
+        return _as_layer(x, "gelu")
     return ops.gelu_forward(_floats(x), approximate)
 
 
 def silu(x):
-    return ops.silu_forward(_floats(x))
+    return _as_layer(x, "silu") if _symbolic(x) else ops.silu_forward(_floats(x))
 
 
 def elu(x, alpha=1.0):
+    if _symbolic(x):
+        from .layers import ELU
+        return ELU(alpha)(x)
     return ops.elu_forward(_floats(x), alpha)
 
 
 def selu(x):
-    return ops.selu_forward(_floats(x))
+    return _as_layer(x, "selu") if _symbolic(x) else ops.selu_forward(_floats(x))
 
 
 def softplus(x):
-    return ops.softplus_forward(_floats(x))
+    return _as_layer(x, "softplus") if _symbolic(x) else ops.softplus_forward(_floats(x))
 
 
 def softsign(x):
-    return ops.softsign_forward(_floats(x))
+    return _as_layer(x, "softsign") if _symbolic(x) else ops.softsign_forward(_floats(x))
 
 
 def hard_sigmoid(x):
     """Keras 3's hard_sigmoid: relu6(x + 3) / 6."""
-    return ops.hard_sigmoid_forward(_floats(x))
+    return _as_layer(x, "hard_sigmoid") if _symbolic(x) else ops.hard_sigmoid_forward(_floats(x))
 
 
 def hard_silu(x):
-    return ops.hard_silu_forward(_floats(x))
+    return _as_layer(x, "hard_silu") if _symbolic(x) else ops.hard_silu_forward(_floats(x))
 
 
 def mish(x):
-    return ops.mish_forward(_floats(x))
+    return _as_layer(x, "mish") if _symbolic(x) else ops.mish_forward(_floats(x))
 
 
 swish = silu  # Keras' aliases: the same function, serialized under the first name
