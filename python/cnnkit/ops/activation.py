@@ -40,8 +40,13 @@ def _plain(name, doc_forward, doc_backward):
     def forward(x):
         return forward_kernel(_args.float_array(x, "x", fn=name + "_forward"))
 
-    def backward(dy, saved):
-        return backward_kernel(*_saved_and_grad(dy, saved, saved_name, name + "_backward"))
+    # The second parameter is named after what it is, as in cnnkit.reference.
+    if saved_name == "y":
+        def backward(dy, y):
+            return backward_kernel(*_saved_and_grad(dy, y, "y", name + "_backward"))
+    else:
+        def backward(dy, x):
+            return backward_kernel(*_saved_and_grad(dy, x, "x", name + "_backward"))
 
     forward.__name__, backward.__name__ = name + "_forward", name + "_backward"
     forward.__doc__, backward.__doc__ = doc_forward, doc_backward
