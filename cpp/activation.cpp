@@ -615,10 +615,32 @@ void prelu_backward(float* dinp, float* dalpha, const float* dout, const float* 
         }
     }
     if (!dalpha) return;
+    const int64_t sample = per_sample * len;
+    if (g.alpha_size == sample) {
+        // No shared axis: each alpha value sums over the batch alone. Blocks of alpha values run
+        // in parallel, each walking the batch in order.
+        const int64_t blocks = (sample + kBlock - 1) / kBlock;
+#ifdef _OPENMP
+#pragma omp parallel for if (g.N * sample > kParallelMin)
+#endif
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t i0 = b * kBlock, i1 = i0 + kBlock < sample ? i0 + kBlock : sample;
+            float* a = dalpha;
+            for (int64_t i = i0; i < i1; ++i) a[i] = 0.0f;
+            for (int64_t n = 0; n < g.N; ++n) {
+                const float* x = inp + n * sample;
+                const float* d = dout + n * sample;
+                for (int64_t i = i0; i < i1; ++i) {
+                    const float p = d[i] * x[i];
+                    a[i] += x[i] < 0.0f ? p : 0.0f;
+                }
+            }
+        }
+        return;
+    }
     // dalpha = sum over the batch and the shared axes of dout * min(x, 0). The batch is cut into
     // `chunks` blocks (a number fixed by the sizes, not by the threads); each block sums into a
     // partial alpha of its own, and the partials are added in block order.
-    const int64_t sample = per_sample * len;
     const int64_t chunks = g.N < 16 ? g.N : 16;
     const int64_t chunk_n = (g.N + chunks - 1) / chunks;
     std::vector<float> partial(static_cast<size_t>(chunks * g.alpha_size), 0.0f);

@@ -394,3 +394,16 @@ def test_functions_on_symbolic_tensors_add_layers_to_a_functional_model():
     close(model.predict(x, verbose=0), R.softmax_forward(h @ d2.get_weights()[0] + d2.get_weights()[1]))
     with pytest.raises(NotImplementedError, match="approximate"):
         activations.gelu(inputs, approximate=True)
+
+
+@pytest.mark.parametrize("name", ["swish", "hard_swish", "gelu", "relu6", "log_softmax", None])
+def test_activation_layer_config_matches_keras_and_round_trips(name):
+    keras = keras_module()
+    ours, theirs = Activation(name), keras.layers.Activation(name)
+    assert ours.get_config()["activation"] == theirs.get_config()["activation"]
+    again = Activation.from_config(ours.get_config())
+    assert again.get_config() == ours.get_config()
+    x = randn(3, 5, scale=2.0)
+    close(ours(x), np.asarray(theirs(x)), 2e-5)
+    dense = Dense(4, activation=name)
+    assert Dense.from_config(dense.get_config()).get_config() == dense.get_config()
