@@ -14,6 +14,9 @@ from cnnkit.layers import ELU, PReLU, ReLU, LeakyReLU, Softmax, Activation, Conv
 from cnnkit.models import Sequential
 from cnnkit.utils import set_random_seed
 
+# Keras' numpy backend warns about NumPy 2's copy keyword when its set_weights reads our arrays.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 rng = np.random.default_rng(21)
 
 NAMES = ["relu", "leaky_relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "linear",
