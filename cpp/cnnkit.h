@@ -87,14 +87,70 @@ void dense_backward_naive(float* dinp, float* dweight, float* dbias, const float
                           const float* inp, const float* weight, int B, int IN, int OUT);
 
 // ---------------------------------------------------------------- activations (activation.cpp)
-// Elementwise over n values; backward takes the forward *output* y (as a fused layer keeps it).
+// Elementwise over n values, as keras.activations. The backward pass of each takes what its
+// derivative needs: the forward *output* `out` (relu, sigmoid, tanh, exponential, and below
+// softmax, log_softmax), or the forward *input* `inp` (all the others). A NaN input gives NaN.
 void relu_forward(float* out, const float* inp, int64_t n);
 void relu_backward(float* dinp, const float* dout, const float* out, int64_t n);
+// Keras' relu with arguments: clip(x > threshold ? x : 0, 0, max_value) minus
+// negative_slope * max(threshold - x, 0); max_value = +inf for none (then no clip at 0 either).
+// leaky_relu is (slope, inf, 0), relu6 is (0, 6, 0).
+void relu_general_forward(float* out, const float* inp, int64_t n, float negative_slope,
+                          float max_value, float threshold);
+void relu_general_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                           float negative_slope, float max_value, float threshold);
 void sigmoid_forward(float* out, const float* inp, int64_t n);
 void sigmoid_backward(float* dinp, const float* dout, const float* out, int64_t n);
+void tanh_forward(float* out, const float* inp, int64_t n);
+void tanh_backward(float* dinp, const float* dout, const float* out, int64_t n);
+void exponential_forward(float* out, const float* inp, int64_t n);
+void exponential_backward(float* dinp, const float* dout, const float* out, int64_t n);
+// x Phi(x) (erf form), or with approximate the tanh form 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))).
+void gelu_forward(float* out, const float* inp, int64_t n, bool approximate);
+void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n, bool approximate);
+void silu_forward(float* out, const float* inp, int64_t n);  // x sigmoid(x), also called swish
+void silu_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+// scale * (x >= 0 ? x : alpha (e^x - 1)); elu has scale 1, selu its fixed alpha and scale.
+void elu_forward(float* out, const float* inp, int64_t n, float alpha, float scale);
+void elu_backward(float* dinp, const float* dout, const float* inp, int64_t n, float alpha,
+                  float scale);
+void selu_forward(float* out, const float* inp, int64_t n);
+void selu_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void softplus_forward(float* out, const float* inp, int64_t n);  // log(1 + e^x)
+void softplus_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void softsign_forward(float* out, const float* inp, int64_t n);  // x / (1 + |x|)
+void softsign_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void hard_sigmoid_forward(float* out, const float* inp, int64_t n);  // clip(x / 6 + 1/2, 0, 1)
+void hard_sigmoid_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void hard_silu_forward(float* out, const float* inp, int64_t n);  // x hard_sigmoid(x)
+void hard_silu_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void mish_forward(float* out, const float* inp, int64_t n);  // x tanh(softplus(x))
+void mish_backward(float* dinp, const float* dout, const float* inp, int64_t n);
 // Softmax over the last axis of (rows, cols); numerically stable (max subtracted).
 void softmax_forward(float* out, const float* inp, int64_t rows, int cols);
 void softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows, int cols);
+// Softmax and log-softmax over the middle axis of (outer, axis, inner): any axis of an array.
+void softmax_axis_forward(float* out, const float* inp, int64_t outer, int axis, int64_t inner);
+void softmax_axis_backward(float* dinp, const float* dout, const float* out, int64_t outer, int axis,
+                           int64_t inner);
+void log_softmax_forward(float* out, const float* inp, int64_t outer, int axis, int64_t inner);
+void log_softmax_backward(float* dinp, const float* dout, const float* out, int64_t outer, int axis,
+                          int64_t inner);
+// PReLU: out = x < 0 ? alpha * x : x, alpha broadcast over the batch and the shared axes. Each
+// sample (the input without its batch axis) is described by up to 8 dims, adjacent shared or
+// unshared axes merged, with alpha's stride along each (0 for a shared one); alpha (alpha_size)
+// is contiguous. dalpha (alpha_size) = the sum of dout * min(x, 0) over the batch and the
+// shared axes; dinp or dalpha may be null.
+struct PReluGeometry {
+    int64_t N;
+    int ndim;
+    int64_t dims[8];
+    int64_t alpha_strides[8];
+    int64_t alpha_size;
+};
+void prelu_forward(float* out, const float* inp, const float* alpha, const PReluGeometry& g);
+void prelu_backward(float* dinp, float* dalpha, const float* dout, const float* inp,
+                    const float* alpha, const PReluGeometry& g);
 
 // ---------------------------------------------------------------- losses (loss.cpp)
 // Each returns the mean loss over the batch and writes its gradient with respect to the

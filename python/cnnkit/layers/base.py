@@ -396,9 +396,14 @@ class RandomLayer(Layer):
 
 
 class ActivationMixin:
-    """The fused activation of Dense and Conv2D: run after the layer's kernel on the way
-    forward, its backward before the kernel's backward. Softmax also keeps its input, the
-    logits, on the call state for a fused cross-entropy."""
+    """The fused activation of Dense and Conv2D (and the Activation layer): run after the
+    layer's kernel on the way forward, its backward before the kernel's backward.
+
+    ReLU runs inside the layer's kernel; any other activation writes into the call's buffer
+    "act", and its backward takes what its derivative needs (activations.Kernels.saves_input):
+    the forward output, or the pre-activation z, which stays in the kernel's own output buffer
+    until the next forward pass, so nothing is copied or allocated for it. Softmax also keeps
+    z as the logits, for a fused cross-entropy."""
 
     def _set_activation(self, activation):
         from .. import activations
@@ -420,17 +425,19 @@ class ActivationMixin:
         backward's buffers are those of this forward pass."""
         call.buf = buffers
         if self._act is None or fused:
-            call.y = z
+            call.y = call.pre_activation = z
             return z
         if self.activation == "softmax":
             call.logits = z
-        call.y = self._act[0](z, out=buffers("act", z.shape))
+        call.pre_activation = z
+        call.y = self._act.forward(z, out=buffers("act", z.shape))
         return call.y
 
     def _deactivate(self, call, dy):
         if self._act is None:
             return dy
-        return self._act[1](dy, call.y, out=call.buf("dact", call.y.shape))
+        saved = call.pre_activation if self._act.saves_input else call.y
+        return self._act.backward(dy, saved, out=call.buf("dact", saved.shape))
 
     def backward(self, call, dy):
         return self.backward_from_logits(call, self._deactivate(call, dy))

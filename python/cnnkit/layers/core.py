@@ -108,7 +108,9 @@ class Dense(ActivationMixin, Layer):
 
 
 class Activation(ActivationMixin, Layer):
-    """An activation as a layer of its own: Activation('relu')."""
+    """An activation as a layer of its own: Activation('gelu'), or with a function of
+    cnnkit.activations or keras.activations. Its backward pass reads the input or the output,
+    whichever the activation's derivative needs (ActivationMixin)."""
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -116,6 +118,11 @@ class Activation(ActivationMixin, Layer):
 
     def forward(self, call, x, training=False):
         return self._activate(call, x, buffers=call.buffers(x.shape))
+
+    def backward(self, call, dy):
+        if not call.need_dx:  # nothing upstream reads the gradient, and there are no weights
+            return None
+        return super().backward(call, dy)
 
     def backward_from_logits(self, call, dz):
         return dz
