@@ -10,7 +10,7 @@ import pytest
 import cnnkit
 from cnnkit import reference
 from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Flatten,
-                           LayerNormalization)
+                           LayerNormalization, MaxPooling2D)
 from cnnkit.models import Sequential, load_model
 from cnnkit.utils import set_random_seed
 
@@ -257,3 +257,90 @@ def test_a_built_batchnorm_rejects_other_channels():
     with pytest.raises(ValueError, match="incompatible"):
         bn(rand((2, 3, 3, 5), 8))
 
+
+# ---------------------------------------------------------------- inference folding
+
+def counting(monkeypatch, name):
+    """Counts the calls of cnnkit._core.<name>."""
+    from cnnkit import _core
+    calls, kernel = [], getattr(_core, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(_core, name, counted)
+    return calls
+
+
+def unfolded_predict(model, x):
+    from cnnkit.engine import folding
+    folding.ENABLED = False
+    try:
+        return model.predict(x, verbose=0)
+    finally:
+        folding.ENABLED = True
+
+
+def residual_bn_model(seed=0):
+    """conv -> BN -> relu, a Dense -> BN, a BN read by two layers, and a conv whose output
+    another layer also reads (not foldable)."""
+    set_random_seed(seed)
+    inputs = cnnkit.Input((8, 8, 3))
+    a = BatchNormalization()(Conv2D(6, 3, padding="same")(inputs))
+    a = Activation("relu")(a)
+    b = Conv2D(6, 3, padding="same", use_bias=False)(a)
+    c = BatchNormalization()(b)
+    d = cnnkit.layers.Add()([c, b])  # b has two readers: its BN is not folded
+    e = Dense(5)(Flatten()(MaxPooling2D(4)(d)))
+    f = BatchNormalization(momentum=0.5)(e)
+    outputs = Dense(3, activation="softmax")(f)
+    model = cnnkit.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_folding_matches_the_unfolded_model_and_follows_further_training(monkeypatch):
+    model, (x, y) = residual_bn_model(), bn_data()
+    graph = model._graph_for(False)
+    assert len(graph.folds) == 2  # conv -> BN and Dense -> BN; the Add one is not folded
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    calls = counting(monkeypatch, "batchnorm_forward_infer")
+    folded = model.predict(x, verbose=0)
+    assert len(calls) == 1 * 2  # only the unfoldable BN runs, once per batch of 32
+    calls.clear()
+    np.testing.assert_allclose(folded, unfolded_predict(model, x), rtol=1e-5, atol=1e-6)
+    assert len(calls) == 3 * 2
+    # further training moves every weight, the moving statistics included: the folded
+    # weights follow, as they do after set_weights
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), unfolded_predict(model, x),
+                               rtol=1e-5, atol=1e-6)
+    weights = model.get_weights()
+    rng = np.random.default_rng(3)
+    model.set_weights([w + 0.1 * rng.random(w.shape).astype(np.float32) for w in weights])
+    np.testing.assert_allclose(model.predict(x, verbose=0), unfolded_predict(model, x),
+                               rtol=1e-5, atol=1e-6)
+    bn = [layer for layer in model.layers if isinstance(layer, BatchNormalization)][0]
+    bn.moving_variance[...] *= 4  # an in-place edit is seen too
+    np.testing.assert_allclose(model.predict(x, verbose=0), unfolded_predict(model, x),
+                               rtol=1e-5, atol=1e-6)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(
+        float(np.mean(-np.log(unfolded_predict(model, x)[np.arange(len(y)), y]))), rel=1e-4)
+
+
+def test_folding_leaves_training_and_a_model_output_alone(monkeypatch):
+    set_random_seed(1)
+    inputs = cnnkit.Input((6,))
+    z = Dense(4)(inputs)
+    model = cnnkit.Model(inputs, [z, BatchNormalization()(z)])  # z is itself an output
+    assert model._graph_for(False).folds == {}
+    set_random_seed(2)
+    seq = Sequential([cnnkit.Input((6, 6, 2)), Conv2D(3, 3), BatchNormalization()])
+    assert len(seq._graph_for(False).folds) == 1
+    x = rand((40, 6, 6, 2), 9)
+    calls = counting(monkeypatch, "batchnorm_forward_train")
+    train = seq(x, training=True)
+    assert len(calls) == 1  # training never folds: batch statistics
+    np.testing.assert_allclose(seq(x), unfolded_predict(seq, x), rtol=1e-5, atol=1e-6)
+    del train
