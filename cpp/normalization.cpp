@@ -19,14 +19,18 @@ namespace {
 
 // Below this many values a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 32768;
-// A reduction over rows is split into at most this many chunks of at least kChunkMin values.
+// A reduction over rows is split into at most this many chunks of at least kChunkMin values,
+// with at most kWorkspaceMax partial sums per kind (wide rows get fewer chunks: the workspace
+// of a 4096-wide Dense output stays small next to the data).
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kChunkMin = 16384;
+constexpr int64_t kWorkspaceMax = 32768;
 // Rows per cache block of a channels-last batch: about this many values.
 constexpr int64_t kBlockValues = 4096;
 
 int64_t chunk_count(int64_t rows, int64_t cols) {
-    return std::max<int64_t>(1, std::min<int64_t>({kMaxChunks, rows, rows * cols / kChunkMin}));
+    return std::max<int64_t>(
+        1, std::min<int64_t>({kMaxChunks, rows, rows * cols / kChunkMin, kWorkspaceMax / cols}));
 }
 
 // Sum of n floats in double, in 8 lanes so that the loop vectorises (a single double

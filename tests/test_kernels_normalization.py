@@ -10,10 +10,12 @@ from cnnkit import _core, ops, reference
 # (shape, axis): channels last (inner = 1, the fast path), Dense outputs, and channels in the
 # middle (inner > 1); the large ones are split into chunks and run in parallel.
 BN_CASES = [((8, 5, 5, 3), -1), ((6, 7), -1), ((4, 3, 5, 6), 1), ((2, 3, 4), 1),
-            ((3, 4, 5), 2), ((64, 16, 16, 16), -1), ((16, 40, 9, 9), 1), ((300, 1000), 1)]
+            ((3, 4, 5), 2), ((64, 16, 16, 16), -1), ((16, 40, 9, 9), 1), ((300, 1000), 1),
+            ((40, 5000), -1)]
 # (shape, axis) of layer normalization: trailing axes, several axes, a middle axis.
 LN_CASES = [((4, 10), -1), ((3, 5, 7), -1), ((2, 3, 4, 5), [1, 2, 3]), ((2, 3, 4, 5), [2, 3]),
-            ((3, 5, 7), 1), ((2, 3, 4, 5), [1, 3]), ((512, 200), -1), ((8, 9, 9, 33), -1)]
+            ((3, 5, 7), 1), ((2, 3, 4, 5), [1, 3]), ((512, 200), -1), ((8, 9, 9, 33), -1),
+            ((40, 5000), -1)]
 
 
 def rand(shape, seed, offset=0.0, scale=1.0):
@@ -232,3 +234,79 @@ def test_buffers_are_written_in_place_and_checked():
 def test_ops_reject_bad_arguments_with_a_value_error_naming_them(module, call, argument):
     with pytest.raises(ValueError, match=argument):
         call(module, rand((2, 3, 3, 5), 16))
+
+
+# ---------------------------------------------------------------- fuzz
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = dict(derandomize=True, deadline=None, max_examples=120,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+LAYOUTS = ["C", "F", "strided", "float64"]
+
+
+def laid_out(values, layout):
+    """values (float32) handed over as a Fortran, strided or float64 array."""
+    if layout == "F":
+        return np.asfortranarray(values)
+    if layout == "strided":
+        return np.repeat(values, 2, axis=-1)[..., ::2]
+    if layout == "float64":
+        return values.astype(np.float64)
+    return values
+
+
+@st.composite
+def normalization_case(draw):
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(draw(st.sampled_from([1, 2, 3, 5, 8, 16, 17, 33])) for _ in range(ndim))
+    seed = draw(st.integers(0, 2 ** 16))
+    return shape, seed, draw(st.sampled_from(LAYOUTS))
+
+
+def fuzz_close(ours, theirs):
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4,
+                               atol=2e-4 * max(1.0, float(np.abs(theirs).max(initial=0))))
+
+
+@settings(**FUZZ)
+@given(case=normalization_case(), data=st.data())
+def test_batchnorm_fuzz(isa_threads, case, data):
+    shape, seed, layout = case
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = rand(shape, seed, scale=2.0)
+    c = shape[axis]
+    gamma, beta = channel_vectors(c, seed + 1)
+    dy = rand(shape, seed + 2)
+    y, mean, var = ops.batchnorm_forward_train(laid_out(x, layout), gamma, beta, axis)
+    ry, rmean, rvar = reference.batchnorm_forward_train(x.astype(np.float64), gamma, beta, axis)
+    for a, b in ((y, ry), (mean, rmean), (var, rvar)):
+        fuzz_close(a, b)
+    for training in (True, False):
+        got = ops.batchnorm_backward(laid_out(dy, layout), x, mean, var, gamma, axis,
+                                     training=training)
+        want = reference.batchnorm_backward(dy.astype(np.float64), x.astype(np.float64), mean,
+                                            var, gamma, axis, training=training)
+        for a, b in zip(got, want):
+            fuzz_close(a, b)
+
+
+@settings(**FUZZ)
+@given(case=normalization_case(), data=st.data())
+def test_layernorm_fuzz(isa_threads, case, data):
+    shape, seed, layout = case
+    axes = sorted(data.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1)))
+    wshape = tuple(shape[a] for a in axes)
+    rms = data.draw(st.booleans())
+    x, dy = rand(shape, seed, offset=0.5), rand(shape, seed + 1)
+    gamma, beta = rand(wshape, seed + 2, offset=1.0), rand(wshape, seed + 3)
+    fuzz_close(ops.layernorm_forward(laid_out(x, layout), gamma, beta, axes, rms_scaling=rms),
+               reference.layernorm_forward(x.astype(np.float64), gamma, beta, axes,
+                                           rms_scaling=rms))
+    got = ops.layernorm_backward(dy, laid_out(x, layout), gamma, axes, rms_scaling=rms)
+    want = reference.layernorm_backward(dy.astype(np.float64), x.astype(np.float64), gamma, axes,
+                                        rms_scaling=rms)
+    for a, b in zip(got, want):
+        fuzz_close(a, b)

@@ -12,8 +12,8 @@ struct ChannelLayout {
 
 ChannelLayout channel_layout(const farray& x, int axis) {
     require(x.ndim() >= 1, "x must have at least one axis");
-    require(axis >= 0 && axis < x.ndim(), "axis " + std::to_string(axis) + " is out of range for x of shape " +
-                                              shape_str(x));
+    require(axis >= 0 && axis < x.ndim(),
+            "axis " + std::to_string(axis) + " is out of range for x of shape " + shape_str(x));
     require(x.size() > 0, "x is empty");
     ChannelLayout l{1, 1, as_int(x.shape(axis), "size of the normalised axis")};
     for (int i = 0; i < axis; ++i) l.outer *= x.shape(i);
@@ -83,7 +83,8 @@ py::tuple batchnorm_forward_infer(const farray& x, const std::optional<farray>& 
     farray y = output(out_, shape_of(x), "out", {{"x", x}});
     farray inv = output(invstd_out, {l.C}, "invstd_out", {{"x", x}, {"out", y}});
     float *py_ = y.mutable_data(), *pi = inv.mutable_data();
-    const float *px = aligned(x, "x"), *pm = aligned(mean, "mean"), *pv = aligned(variance, "variance");
+    const float *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
+                *pv = aligned(variance, "variance");
     without_gil([&] {
         cnnkit::batchnorm_forward_infer(py_, pi, px, g, b, pm, pv, l.outer, l.C, l.inner, epsilon);
     });
@@ -133,10 +134,12 @@ py::tuple layernorm_forward(const farray& x, const std::optional<farray>& gamma,
     const float* b = optional_vector(beta, D, "beta");
     farray y = output(out_, shape_of(x), "out", {{"x", x}});
     farray mean = output(mean_out, {rows}, "mean_out", {{"x", x}, {"out", y}});
-    farray inv = output(invstd_out, {rows}, "invstd_out", {{"x", x}, {"out", y}, {"mean_out", mean}});
+    farray inv =
+        output(invstd_out, {rows}, "invstd_out", {{"x", x}, {"out", y}, {"mean_out", mean}});
     float *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = inv.mutable_data();
     const float* px = aligned(x, "x");
-    without_gil([&] { cnnkit::layernorm_forward(py_, pm, pi, px, g, b, rows, D, epsilon, center); });
+    without_gil(
+        [&] { cnnkit::layernorm_forward(py_, pm, pi, px, g, b, rows, D, epsilon, center); });
     return py::make_tuple(y, mean, inv);
 }
 

@@ -220,10 +220,12 @@ class LayerNormalization(Layer):
         if self.center and not self.rms_scaling:
             self.beta = self.add_weight(shape, self.beta_initializer,
                                         regularizer=self.beta_regularizer)
-        # Flat views of the weights for the kernels (in place updates keep them valid).
-        self._gamma_flat = None if self.gamma is None else self.gamma.reshape(-1)
-        self._beta_flat = None if self.beta is None else self.beta.reshape(-1)
         super().build(input_shape)
+
+    def _flat(self, weight):
+        """A weight as the kernels take it, (D,): a view, made per call (a view kept on the
+        layer would part from its weight in a copy of the layer)."""
+        return None if weight is None else weight.reshape(-1)
 
     def compute_output_shape(self, input_shape):
         self._axes(input_shape)
@@ -231,14 +233,13 @@ class LayerNormalization(Layer):
 
     def forward(self, call, x, training=False):
         k = len(self._norm_axes)
-        call.shape = x.shape
         if not self._trailing:  # a transposed copy with the normalised axes last
             x, call.back = to_trailing(x, self._norm_axes)
         buffers = call.buffers(x.shape)
         call.x, call.buf = x, buffers
         rows = x.size // int(np.prod(x.shape[x.ndim - k:]))
         y, call.mean, call.invstd = _core.layernorm_forward(
-            x, self._gamma_flat, self._beta_flat, k, self.epsilon, not self.rms_scaling,
+            x, self._flat(self.gamma), self._flat(self.beta), k, self.epsilon, not self.rms_scaling,
             out=buffers("y", x.shape), mean_out=buffers("mean", (rows,)),
             invstd_out=buffers("invstd", (rows,)))
         if not self._trailing:
@@ -252,7 +253,7 @@ class LayerNormalization(Layer):
         grads = call.grad_buffers()
         d = x.size // len(call.mean)
         dx, dgamma, dbeta = _core.layernorm_backward(
-            dy, x, call.mean, call.invstd, self._gamma_flat, len(self._norm_axes),
+            dy, x, call.mean, call.invstd, self._flat(self.gamma), len(self._norm_axes),
             not self.rms_scaling, need_dx=need_dx,
             dx_out=call.buf("dx", x.shape) if need_dx else None,
             dgamma_out=grads("gamma", (d,)), dbeta_out=grads("beta", (d,)))
