@@ -344,3 +344,14 @@ def test_folding_leaves_training_and_a_model_output_alone(monkeypatch):
     assert len(calls) == 1  # training never folds: batch statistics
     np.testing.assert_allclose(seq(x), unfolded_predict(seq, x), rtol=1e-5, atol=1e-6)
     del train
+
+
+def test_a_built_layer_takes_other_sizes_on_the_axes_it_does_not_normalise():
+    # Keras' InputSpec of BatchNormalization pins the rank and the channel axis only
+    x8, x4 = rand((2, 8, 8, 3), 10), rand((5, 4, 6, 3), 11)
+    for layer in (BatchNormalization(), LayerNormalization()):
+        assert layer(x8).shape == x8.shape and layer(x4).shape == x4.shape
+        with pytest.raises(ValueError, match="incompatible"):
+            layer(rand((2, 8, 3), 12))  # another rank
+    np.testing.assert_allclose(LayerNormalization()(x4), reference.layernorm_forward(
+        x4.astype(np.float64)), rtol=1e-4, atol=1e-4)

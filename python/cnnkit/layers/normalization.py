@@ -36,6 +36,18 @@ def _flag(value, name, who):
     return bool(value)
 
 
+def _check_axes(layer, shape, axes):
+    """A built normalization layer called again: the same rank and the same sizes on the
+    normalised axes (its weights' shape); the other sizes may change (Keras' InputSpec)."""
+    built = layer.input_shape
+    if len(shape) != len(built):
+        layer._incompatible(f"expected ndim={len(built)}, found ndim={len(shape)}", shape)
+    for a in axes:
+        if shape[a] is not None and shape[a] != built[a]:
+            layer._incompatible(f"expected axis {a} of input shape to have value {built[a]}",
+                                shape)
+
+
 def _no_constraint(value, name, who):
     if value is not None:
         raise NotImplementedError(f"{who}: {name}={value!r}: weight constraints are not "
@@ -116,6 +128,9 @@ class BatchNormalization(Layer):
     def compute_output_shape(self, input_shape):
         self._channel_axis(input_shape)
         return input_shape
+
+    def _check_input(self, shape):
+        _check_axes(self, shape, [self._axis])
 
     def forward(self, call, x, training=False):
         # As Keras 3: a frozen BatchNormalization (trainable=False) runs in inference mode.
@@ -230,6 +245,9 @@ class LayerNormalization(Layer):
     def compute_output_shape(self, input_shape):
         self._axes(input_shape)
         return input_shape
+
+    def _check_input(self, shape):
+        _check_axes(self, shape, self._norm_axes)
 
     def forward(self, call, x, training=False):
         k = len(self._norm_axes)
