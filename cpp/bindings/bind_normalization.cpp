@@ -2,9 +2,188 @@
 #include "check.h"
 
 namespace cnnkit_bind {
+namespace {
+
+// The (outer, C, inner) view of x around `axis` (already non-negative, checked here).
+struct ChannelLayout {
+    int64_t outer, inner;
+    int C;
+};
+
+ChannelLayout channel_layout(const farray& x, int axis) {
+    require(x.ndim() >= 1, "x must have at least one axis");
+    require(axis >= 0 && axis < x.ndim(),
+            "axis " + std::to_string(axis) + " is out of range for x of shape " + shape_str(x));
+    require(x.size() > 0, "x is empty");
+    ChannelLayout l{1, 1, as_int(x.shape(axis), "size of the normalised axis")};
+    for (int i = 0; i < axis; ++i) l.outer *= x.shape(i);
+    for (py::ssize_t i = axis + 1; i < x.ndim(); ++i) l.inner *= x.shape(i);
+    return l;
+}
+
+// An optional (C,) input: null for None.
+const float* optional_vector(const std::optional<farray>& a, py::ssize_t C, const char* name) {
+    if (!a) return nullptr;
+    require_shape(*a, {C}, name);
+    return aligned(*a, name);
+}
+
+// An optional (C,) array updated in place (the moving statistics).
+float* inplace_vector(const std::optional<farray>& a, py::ssize_t C, const char* name) {
+    if (!a) return nullptr;
+    require_shape(*a, {C}, name);
+    auto copy = *a;
+    require_writeable(copy, name);
+    return aligned_mutable(copy, name);
+}
+
+py::tuple batchnorm_forward_train(const farray& x, const std::optional<farray>& gamma,
+                                  const std::optional<farray>& beta,
+                                  const std::optional<farray>& moving_mean,
+                                  const std::optional<farray>& moving_variance, int axis,
+                                  float epsilon, float momentum, const py::object& out_,
+                                  const py::object& mean_out, const py::object& var_out,
+                                  const py::object& invstd_out) {
+    const auto l = channel_layout(x, axis);
+    require(epsilon > 0.0f, "epsilon must be positive");
+    require(momentum >= 0.0f && momentum <= 1.0f, "momentum must be in [0, 1]");
+    const float* g = optional_vector(gamma, l.C, "gamma");
+    const float* b = optional_vector(beta, l.C, "beta");
+    float* mm = inplace_vector(moving_mean, l.C, "moving_mean");
+    float* mv = inplace_vector(moving_variance, l.C, "moving_variance");
+    require(!(moving_mean && moving_variance && overlap(*moving_mean, *moving_variance)),
+            "moving_mean and moving_variance must not share memory");
+    for (const auto* m : {&moving_mean, &moving_variance})
+        if (*m) require(!overlap(**m, x), "the moving statistics must not share memory with x");
+    farray y = output(out_, shape_of(x), "out", {{"x", x}});
+    farray mean = output(mean_out, {l.C}, "mean_out", {{"x", x}, {"out", y}});
+    farray var = output(var_out, {l.C}, "var_out", {{"x", x}, {"out", y}, {"mean_out", mean}});
+    farray inv = output(invstd_out, {l.C}, "invstd_out",
+                        {{"x", x}, {"out", y}, {"mean_out", mean}, {"var_out", var}});
+    float *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data(),
+          *pi = inv.mutable_data();
+    const float* px = aligned(x, "x");
+    without_gil([&] {
+        cnnkit::batchnorm_forward_train(py_, pm, pv, pi, mm, mv, px, g, b, l.outer, l.C, l.inner,
+                                        epsilon, momentum);
+    });
+    return py::make_tuple(y, mean, var, inv);
+}
+
+py::tuple batchnorm_forward_infer(const farray& x, const std::optional<farray>& gamma,
+                                  const std::optional<farray>& beta, const farray& mean,
+                                  const farray& variance, int axis, float epsilon,
+                                  const py::object& out_, const py::object& invstd_out) {
+    const auto l = channel_layout(x, axis);
+    require(epsilon > 0.0f, "epsilon must be positive");
+    const float* g = optional_vector(gamma, l.C, "gamma");
+    const float* b = optional_vector(beta, l.C, "beta");
+    require_shape(mean, {l.C}, "mean");
+    require_shape(variance, {l.C}, "variance");
+    farray y = output(out_, shape_of(x), "out", {{"x", x}});
+    farray inv = output(invstd_out, {l.C}, "invstd_out", {{"x", x}, {"out", y}});
+    float *py_ = y.mutable_data(), *pi = inv.mutable_data();
+    const float *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
+                *pv = aligned(variance, "variance");
+    without_gil([&] {
+        cnnkit::batchnorm_forward_infer(py_, pi, px, g, b, pm, pv, l.outer, l.C, l.inner, epsilon);
+    });
+    return py::make_tuple(y, inv);
+}
+
+py::tuple batchnorm_backward(const farray& dy, const farray& x, const farray& mean,
+                             const farray& invstd, const std::optional<farray>& gamma, int axis,
+                             bool batch_stats, bool need_dx, const py::object& dx_out,
+                             const py::object& dgamma_out, const py::object& dbeta_out) {
+    const auto l = channel_layout(x, axis);
+    require_shape(dy, shape_of(x), "dy");
+    require_shape(mean, {l.C}, "mean");
+    require_shape(invstd, {l.C}, "invstd");
+    const float* g = optional_vector(gamma, l.C, "gamma");
+    farray dx = optional_dx(need_dx, dx_out, shape_of(x), {{"dy", dy}, {"x", x}});
+    farray dg = output(dgamma_out, {l.C}, "dgamma_out", {{"dy", dy}, {"x", x}, {"dx_out", dx}});
+    farray db = output(dbeta_out, {l.C}, "dbeta_out",
+                       {{"dy", dy}, {"x", x}, {"dx_out", dx}, {"dgamma_out", dg}});
+    float* pdx = need_dx ? dx.mutable_data() : nullptr;
+    float *pdg = dg.mutable_data(), *pdb = db.mutable_data();
+    const float *pdy = aligned(dy, "dy"), *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
+                *pi = aligned(invstd, "invstd");
+    without_gil([&] {
+        cnnkit::batchnorm_backward(pdx, pdg, pdb, pdy, px, pm, pi, g, l.outer, l.C, l.inner,
+                                   batch_stats);
+    });
+    return py::make_tuple(need_dx ? py::object(dx) : py::none(), dg, db);
+}
+
+// Layer normalization runs over the last `norm_ndim` axes of x: rows x D.
+std::pair<int64_t, int64_t> rows_of(const farray& x, int norm_ndim) {
+    require(norm_ndim >= 1 && norm_ndim <= x.ndim(), "norm_ndim must be in [1, x.ndim]");
+    require(x.size() > 0, "x is empty");
+    int64_t D = 1;
+    for (py::ssize_t i = x.ndim() - norm_ndim; i < x.ndim(); ++i) D *= x.shape(i);
+    return {x.size() / D, D};
+}
+
+py::tuple layernorm_forward(const farray& x, const std::optional<farray>& gamma,
+                            const std::optional<farray>& beta, int norm_ndim, float epsilon,
+                            bool center, const py::object& out_, const py::object& mean_out,
+                            const py::object& invstd_out) {
+    const auto [rows, D] = rows_of(x, norm_ndim);
+    require(epsilon > 0.0f, "epsilon must be positive");
+    const float* g = optional_vector(gamma, D, "gamma");
+    const float* b = optional_vector(beta, D, "beta");
+    farray y = output(out_, shape_of(x), "out", {{"x", x}});
+    farray mean = output(mean_out, {rows}, "mean_out", {{"x", x}, {"out", y}});
+    farray inv =
+        output(invstd_out, {rows}, "invstd_out", {{"x", x}, {"out", y}, {"mean_out", mean}});
+    float *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = inv.mutable_data();
+    const float* px = aligned(x, "x");
+    without_gil(
+        [&] { cnnkit::layernorm_forward(py_, pm, pi, px, g, b, rows, D, epsilon, center); });
+    return py::make_tuple(y, mean, inv);
+}
+
+py::tuple layernorm_backward(const farray& dy, const farray& x, const farray& mean,
+                             const farray& invstd, const std::optional<farray>& gamma,
+                             int norm_ndim, bool center, bool need_dx, const py::object& dx_out,
+                             const py::object& dgamma_out, const py::object& dbeta_out) {
+    const auto [rows, D] = rows_of(x, norm_ndim);
+    require_shape(dy, shape_of(x), "dy");
+    require_shape(mean, {rows}, "mean");
+    require_shape(invstd, {rows}, "invstd");
+    const float* g = optional_vector(gamma, D, "gamma");
+    farray dx = optional_dx(need_dx, dx_out, shape_of(x), {{"dy", dy}, {"x", x}});
+    farray dg = output(dgamma_out, {D}, "dgamma_out", {{"dy", dy}, {"x", x}, {"dx_out", dx}});
+    farray db = output(dbeta_out, {D}, "dbeta_out",
+                       {{"dy", dy}, {"x", x}, {"dx_out", dx}, {"dgamma_out", dg}});
+    float* pdx = need_dx ? dx.mutable_data() : nullptr;
+    float *pdg = dg.mutable_data(), *pdb = db.mutable_data();
+    const float *pdy = aligned(dy, "dy"), *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
+                *pi = aligned(invstd, "invstd");
+    without_gil([&] {
+        cnnkit::layernorm_backward(pdx, pdg, pdb, pdy, px, pm, pi, g, rows, D, center);
+    });
+    return py::make_tuple(need_dx ? py::object(dx) : py::none(), dg, db);
+}
+
+}  // namespace
 
 void bind_normalization(py::module_& m) {
-    (void)m;
+    m.def("batchnorm_forward_train", &batchnorm_forward_train, nc("x"), opt("gamma"), opt("beta"),
+          opt("moving_mean") = py::none(), opt("moving_variance") = py::none(), "axis"_a,
+          "epsilon"_a, "momentum"_a = 0.99f, out("out"), out("mean_out"), out("var_out"),
+          out("invstd_out"));
+    m.def("batchnorm_forward_infer", &batchnorm_forward_infer, nc("x"), opt("gamma"), opt("beta"),
+          nc("mean"), nc("variance"), "axis"_a, "epsilon"_a, out("out"), out("invstd_out"));
+    m.def("batchnorm_backward", &batchnorm_backward, nc("dy"), nc("x"), nc("mean"), nc("invstd"),
+          opt("gamma"), "axis"_a, "batch_stats"_a, "need_dx"_a = true, out("dx_out"),
+          out("dgamma_out"), out("dbeta_out"));
+    m.def("layernorm_forward", &layernorm_forward, nc("x"), opt("gamma"), opt("beta"),
+          "norm_ndim"_a, "epsilon"_a, "center"_a = true, out("out"), out("mean_out"),
+          out("invstd_out"));
+    m.def("layernorm_backward", &layernorm_backward, nc("dy"), nc("x"), nc("mean"), nc("invstd"),
+          opt("gamma"), "norm_ndim"_a, "center"_a = true, "need_dx"_a = true, out("dx_out"),
+          out("dgamma_out"), out("dbeta_out"));
 }
 
 }  // namespace cnnkit_bind

@@ -11,12 +11,16 @@ walks the nodes in reverse. A tensor read by several nodes (a residual connectio
 input) gets the sum of their gradients: the first one is kept as it is (often a view of
 another buffer, or the layer's own), and the sum goes into a buffer of this graph's, so that
 nothing is ever added into an array the graph does not own (micrograd's `+=`, made safe).
+
+An inference pass folds each BatchNormalization that follows a linear Conv2D or Dense into it
+(engine/folding.py): one kernel call instead of two.
 """
 import numpy as np
 
 from .._args import shape_str
 from ..layers.base import STRUCTURE_VERSION
 from ..layers.call_state import CallState, Workspaces
+from . import folding
 from .symbolic import KerasTensor
 
 __all__ = ["Graph", "GraphState"]
@@ -99,6 +103,8 @@ class Graph:
         producers = {n: (i, k) for i, step in enumerate(self.steps)
                      for k, n in enumerate(step.outputs)}
         self.output_producers = [producers.get(n) for n in self.output_numbers]
+        # Conv2D / Dense steps whose BatchNormalization folds into them at inference.
+        self.folds = folding.find_folds(self.steps, self.output_numbers)
 
     def _sorted_nodes(self, model_name, input_layer_class):
         """The nodes the outputs depend on, the inputs' own nodes included, each after those
@@ -177,6 +183,8 @@ class Graph:
 
     def forward(self, gs, inputs, training):
         """inputs: one array per graph input; returns one array per output."""
+        if not training and self.folds and folding.ENABLED:
+            return self._forward_folded(gs, inputs)
         values = gs.values
         for number, x in zip(self.input_numbers, inputs):
             values[number] = x
@@ -188,6 +196,35 @@ class Graph:
                 gs.activity_loss += child.active.activity_loss
             elif step.layer.activity_regularizer is not None:
                 gs.activity_loss += activity_penalty(step.layer.activity_regularizer, child, y)
+            if step.single_output:
+                values[step.outputs[0]] = y
+            else:
+                for n, v in zip(step.outputs, y):
+                    values[n] = v
+        return [values[n] for n in self.output_numbers]
+
+    def _forward_folded(self, gs, inputs):
+        """An inference pass in which each BatchNormalization of self.folds runs inside the
+        Conv2D or Dense before it (engine/folding.py)."""
+        values, folds = gs.values, self.folds
+        for number, x in zip(self.input_numbers, inputs):
+            values[number] = x
+        folded = set()  # the BatchNormalization steps that ran inside their producer
+        steps, children = self.steps, gs.children
+        for i, (step, child) in enumerate(zip(steps, children)):
+            if i in folded:
+                continue
+            x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
+            j = folds.get(i)
+            if j is not None:
+                y = folding.folded_forward(step.layer, steps[j].layer, child, x)
+                if y is not None:
+                    values[step.outputs[0]] = y
+                    values[steps[j].outputs[0]] = y
+                    folded.add(j)
+                    continue
+            train = False if step.training is None else step.training
+            y = step.layer.forward(child, x, train)
             if step.single_output:
                 values[step.outputs[0]] = y
             else:

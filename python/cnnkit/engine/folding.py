@@ -1,0 +1,94 @@
+"""Inference folding: a BatchNormalization right after a linear Conv2D or Dense runs inside it.
+
+At inference a BatchNormalization is a per-channel affine map with constant coefficients,
+s = gamma / sqrt(moving_variance + epsilon) and t = beta - moving_mean * s; after a layer whose
+output is x @ kernel + bias (no activation) it folds into that layer's weights:
+kernel' = kernel * s (along the output channels), bias' = (bias - moving_mean) * s + beta, and
+one kernel call replaces two (no pass over the activations for the normalization).
+
+A pair folds when the BatchNormalization normalises the last axis, is the only reader of the
+producer's output, that output is not a model output, and the pass is an inference pass (the
+graph runs with training=False and the node does not force training=True).
+
+The folded weights are recomputed on every forward pass, from the weights as they are then: no
+cache can go stale (after fit, set_weights, load_weights or an in-place edit). The cost is one
+pass over the kernel; the pair runs unfolded when that is more than the pass over the output
+it saves (a batch of a few images through a large kernel).
+"""
+import numpy as np
+
+from .. import _core
+
+__all__ = ["ENABLED", "find_folds", "folded_forward"]
+
+# Set to False to run every BatchNormalization on its own (the tests compare both ways).
+ENABLED = True
+
+
+def find_folds(steps, output_numbers):
+    """{index of a producer step: index of the BatchNormalization step folded into it}."""
+    from ..layers.conv import Conv2D
+    from ..layers.core import Dense
+    from ..layers.normalization import BatchNormalization
+    readers = {}
+    for i, step in enumerate(steps):
+        for number in step.inputs:
+            readers.setdefault(number, []).append(i)
+    folds = {}
+    for i, step in enumerate(steps):
+        layer = step.layer
+        # Exact types: a subclass may compute something else in forward.
+        if step.is_model or not step.single_output or type(layer) not in (Conv2D, Dense):
+            continue
+        if layer.activation != "linear":
+            continue
+        number = step.outputs[0]
+        reading = readers.get(number, [])
+        if number in output_numbers or len(reading) != 1:
+            continue
+        bn_step = steps[reading[0]]
+        bn = bn_step.layer
+        if (type(bn) is not BatchNormalization or bn_step.packed or bn_step.training is True
+                or bn_step.inputs != [number] or not bn.built
+                or bn._axis != len(bn.input_shape) - 1):
+            continue
+        folds[i] = reading[0]
+    return folds
+
+
+def folded_forward(producer, bn, call, x):
+    """bn(producer(x)) at inference in one kernel call, into the producer's buffers; None when
+    folding would cost more than it saves."""
+    from ..layers.conv import Conv2D
+    kernel = producer.kernel
+    channels = kernel.shape[-1]
+    if isinstance(producer, Conv2D):
+        g = producer._window(x.shape)
+        out_shape = (len(x), g.OH, g.OW, channels)
+    else:
+        out_shape = x.shape[:-1] + (channels,)
+    if int(np.prod(out_shape)) < kernel.size:
+        return None
+    buffers = call.buffers(x.shape)
+    # As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32.
+    s = np.add(bn.moving_variance, np.float32(bn.epsilon), out=buffers("fold_scale", (channels,)))
+    s = np.sqrt(s, out=s)
+    s = np.divide(np.float32(1.0), s, out=s)
+    if bn.gamma is not None:
+        s = np.multiply(s, bn.gamma, out=s)
+    k = np.multiply(kernel, s, out=buffers("fold_kernel", kernel.shape))
+    b = buffers("fold_bias", (channels,))
+    if producer.bias is not None:
+        b = np.subtract(producer.bias, bn.moving_mean, out=b)
+    else:
+        b = np.negative(bn.moving_mean, out=b)
+    b = np.multiply(b, s, out=b)
+    if bn.beta is not None:
+        b = np.add(b, bn.beta, out=b)
+    call.buf = buffers
+    if isinstance(producer, Conv2D):
+        return _core.conv2d_forward(x, k, b, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW,
+                                    out=buffers("z", out_shape))
+    x2 = x.reshape(-1, x.shape[-1])
+    z = _core.dense_forward(x2, k, b, out=buffers("z", (len(x2), channels)))
+    return z.reshape(out_shape)
