@@ -40,7 +40,8 @@ def find_folds(steps, output_numbers):
         # Exact types: a subclass may compute something else in forward.
         if step.is_model or not step.single_output or type(layer) not in (Conv2D, Dense):
             continue
-        if layer.activation != "linear":
+        # An activity regularizer reads the output that folding never makes.
+        if layer.activation != "linear" or layer.activity_regularizer is not None:
             continue
         number = step.outputs[0]
         reading = readers.get(number, [])
@@ -50,7 +51,7 @@ def find_folds(steps, output_numbers):
         bn = bn_step.layer
         if (type(bn) is not BatchNormalization or bn_step.packed or bn_step.training is True
                 or bn_step.inputs != [number] or not bn.built
-                or bn._axis != len(bn.input_shape) - 1):
+                or bn._axis != len(bn.input_shape) - 1 or bn.activity_regularizer is not None):
             continue
         folds[i] = reading[0]
     return folds

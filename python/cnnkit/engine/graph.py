@@ -182,49 +182,30 @@ class Graph:
                 needs[n] = out_need
 
     def forward(self, gs, inputs, training):
-        """inputs: one array per graph input; returns one array per output."""
-        if not training and self.folds and folding.ENABLED:
-            return self._forward_folded(gs, inputs)
-        values = gs.values
+        """inputs: one array per graph input; returns one array per output. An inference pass
+        runs each BatchNormalization of self.folds inside the Conv2D or Dense before it
+        (engine/folding.py)."""
+        values, steps = gs.values, self.steps
         for number, x in zip(self.input_numbers, inputs):
             values[number] = x
         gs.activity_loss = 0.0  # the activity regularizers' penalties of this pass
-        for step, child in zip(self.steps, gs.children):
+        folds = self.folds if not training and folding.ENABLED else {}
+        folded = set() if folds else ()  # the BatchNormalization steps run inside their producer
+        for i, (step, child) in enumerate(zip(steps, gs.children)):
+            if i in folded:
+                continue
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
+            j = folds.get(i)
+            y = None if j is None else folding.folded_forward(step.layer, steps[j].layer, child, x)
+            if y is not None:
+                values[step.outputs[0]] = values[steps[j].outputs[0]] = y
+                folded.add(j)
+                continue
             y = step.layer.forward(child, x, training if step.training is None else step.training)
             if step.is_model:
                 gs.activity_loss += child.active.activity_loss
             elif step.layer.activity_regularizer is not None:
                 gs.activity_loss += activity_penalty(step.layer.activity_regularizer, child, y)
-            if step.single_output:
-                values[step.outputs[0]] = y
-            else:
-                for n, v in zip(step.outputs, y):
-                    values[n] = v
-        return [values[n] for n in self.output_numbers]
-
-    def _forward_folded(self, gs, inputs):
-        """An inference pass in which each BatchNormalization of self.folds runs inside the
-        Conv2D or Dense before it (engine/folding.py)."""
-        values, folds = gs.values, self.folds
-        for number, x in zip(self.input_numbers, inputs):
-            values[number] = x
-        folded = set()  # the BatchNormalization steps that ran inside their producer
-        steps, children = self.steps, gs.children
-        for i, (step, child) in enumerate(zip(steps, children)):
-            if i in folded:
-                continue
-            x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
-            j = folds.get(i)
-            if j is not None:
-                y = folding.folded_forward(step.layer, steps[j].layer, child, x)
-                if y is not None:
-                    values[step.outputs[0]] = y
-                    values[steps[j].outputs[0]] = y
-                    folded.add(j)
-                    continue
-            train = False if step.training is None else step.training
-            y = step.layer.forward(child, x, train)
             if step.single_output:
                 values[step.outputs[0]] = y
             else:
