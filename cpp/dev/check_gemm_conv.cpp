@@ -1,8 +1,8 @@
 // check_gemm_conv.cpp: dev harness for gemm/conv2d/dense, not part of the Python module.
 // Checks the fast kernels against the naive ones over many shapes, every ISA this CPU runs and
 // 1 and 2 threads, then times them at the CIFAR-10 CNN shapes.
-//   g++ -std=c++17 -O3 -fopenmp -march=native cpp/gemm.cpp cpp/conv2d.cpp cpp/dense.cpp
-//       cpp/dev/check_gemm_conv.cpp -o /tmp/check  &&  /tmp/check [check|bench [reps]|all]
+//   g++ -std=c++17 -O3 -fopenmp -march=native cpp/cpu_features.cpp cpp/gemm.cpp cpp/conv/*.cpp
+//       cpp/dense.cpp cpp/activation.cpp cpp/dev/check_gemm_conv.cpp -o /tmp/check  &&  /tmp/check [check|bench [reps]|all]
 #include <omp.h>
 
 #include <algorithm>
