@@ -48,5 +48,15 @@ void gemm_forward(float* out, const float* inp, const float* weight, const float
 void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                    const float* inp, const float* weight, const Window2d& g, int OC);
 
+// Groups > 1 or dilation > 1 (C and OC divisible by groups).
+void grouped_forward(float* out, const float* inp, const float* weight, const float* bias,
+                     const Window2d& g, int OC, bool relu, int groups);
+void grouped_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                      const float* inp, const float* weight, const Window2d& g, int OC,
+                      int groups);
+
+// Depthwise (one input channel per group, DM outputs each): conv/depthwise.cpp. The fast
+// version runs DM = 1 and leaves DM > 1 to the naive loops (conv/depthwise_naive.cpp).
+
 }  // namespace conv
 }  // namespace cnnkit

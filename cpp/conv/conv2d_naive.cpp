@@ -1,5 +1,6 @@
-// conv/conv2d_naive.cpp: 2-D convolution as direct loops, forward and backward: the reference
-// the fast versions are checked against (tests, cpp/dev/check_gemm_conv.cpp). Baseline C++.
+// conv/conv2d_naive.cpp: 2-D convolution as direct loops, forward and backward, with strides,
+// padding, dilation and groups: the reference the fast versions are checked against (tests,
+// cpp/dev/check_gemm_conv.cpp), and the plainest statement of what they compute. Baseline C++.
 // OpenMP: parallel for over images (forward, input gradient) and weight rows (weight gradient).
 #include <algorithm>
 
@@ -8,8 +9,9 @@
 namespace cnnkit {
 
 void conv2d_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                          const Window2d& g, int OC, bool relu) {
-    // inp is (N,H,W,C), weight is (KH,KW,C,OC), bias is (OC) or null, out is (N,OH,OW,OC)
+                          const Window2d& g, int OC, bool relu, int groups) {
+    // inp is (N,H,W,C), weight is (KH,KW,C/groups,OC), bias is (OC) or null, out is (N,OH,OW,OC)
+    const int CG = g.C / groups, OCG = OC / groups;
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < g.N; ++n)
         for (int oh = 0; oh < g.OH; ++oh)
@@ -17,15 +19,17 @@ void conv2d_forward_naive(float* out, const float* inp, const float* weight, con
                 float* o = out + ((n * g.OH + oh) * g.OW + ow) * OC;
                 for (int oc = 0; oc < OC; ++oc) o[oc] = bias ? bias[oc] : 0.f;
                 for (int kh = 0; kh < g.KH; ++kh) {
-                    const int ih = oh * g.SH - g.PT + kh;
+                    const int ih = oh * g.SH - g.PT + kh * g.DH;
                     if (ih < 0 || ih >= g.H) continue;
                     for (int kw = 0; kw < g.KW; ++kw) {
-                        const int iw = ow * g.SW - g.PL + kw;
+                        const int iw = ow * g.SW - g.PL + kw * g.DW;
                         if (iw < 0 || iw >= g.W) continue;
                         const float* x = inp + ((n * g.H + ih) * g.W + iw) * g.C;
-                        const float* w = weight + ((int64_t)kh * g.KW + kw) * g.C * OC;
-                        for (int c = 0; c < g.C; ++c)
-                            for (int oc = 0; oc < OC; ++oc) o[oc] += x[c] * w[c * OC + oc];
+                        const float* w = weight + ((int64_t)kh * g.KW + kw) * CG * OC;
+                        for (int oc = 0; oc < OC; ++oc) {
+                            const int c0 = oc / OCG * CG;  // the group's first input channel
+                            for (int c = 0; c < CG; ++c) o[oc] += x[c0 + c] * w[c * OC + oc];
+                        }
                     }
                 }
             }
@@ -33,8 +37,11 @@ void conv2d_forward_naive(float* out, const float* inp, const float* weight, con
 }
 
 void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                           const float* inp, const float* weight, const Window2d& g, int OC) {
-    // dout is (N,OH,OW,OC), inp and dinp (N,H,W,C), weight and dweight (KH,KW,C,OC), dbias (OC)
+                           const float* inp, const float* weight, const Window2d& g, int OC,
+                           int groups) {
+    // dout is (N,OH,OW,OC), inp and dinp (N,H,W,C), weight and dweight (KH,KW,C/groups,OC),
+    // dbias (OC)
+    const int CG = g.C / groups, OCG = OC / groups;
     const int64_t HWC = (int64_t)g.H * g.W * g.C;
     if (dinp) {
 #pragma omp parallel for schedule(static)
@@ -44,16 +51,18 @@ void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const floa
                 for (int ow = 0; ow < g.OW; ++ow) {
                     const float* d = dout + ((n * g.OH + oh) * g.OW + ow) * OC;
                     for (int kh = 0; kh < g.KH; ++kh) {
-                        const int ih = oh * g.SH - g.PT + kh;
+                        const int ih = oh * g.SH - g.PT + kh * g.DH;
                         if (ih < 0 || ih >= g.H) continue;
                         for (int kw = 0; kw < g.KW; ++kw) {
-                            const int iw = ow * g.SW - g.PL + kw;
+                            const int iw = ow * g.SW - g.PL + kw * g.DW;
                             if (iw < 0 || iw >= g.W) continue;
                             float* x = dinp + ((n * g.H + ih) * g.W + iw) * g.C;
-                            const float* w = weight + ((int64_t)kh * g.KW + kw) * g.C * OC;
+                            const float* w = weight + ((int64_t)kh * g.KW + kw) * CG * OC;
                             for (int c = 0; c < g.C; ++c) {
+                                const int j = c / CG, cg = c - j * CG;  // group, channel in it
                                 float s = 0.f;
-                                for (int oc = 0; oc < OC; ++oc) s += d[oc] * w[c * OC + oc];
+                                for (int oc = j * OCG; oc < (j + 1) * OCG; ++oc)
+                                    s += d[oc] * w[cg * OC + oc];
                                 x[c] += s;
                             }
                         }
@@ -63,22 +72,22 @@ void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const floa
     }
     if (dweight) {
         // One weight row (kh, kw, c) per iteration: each thread owns the rows it sums into.
-        const int64_t K = (int64_t)g.KH * g.KW * g.C;
+        const int64_t K = (int64_t)g.KH * g.KW * CG;
 #pragma omp parallel for schedule(static)
         for (int64_t k = 0; k < K; ++k) {
-            const int c = (int)(k % g.C), kw = (int)(k / g.C % g.KW), kh = (int)(k / g.C / g.KW);
+            const int cg = (int)(k % CG), kw = (int)(k / CG % g.KW), kh = (int)(k / CG / g.KW);
             float* dw = dweight + k * OC;
             std::fill(dw, dw + OC, 0.f);
             for (int64_t n = 0; n < g.N; ++n)
                 for (int oh = 0; oh < g.OH; ++oh) {
-                    const int ih = oh * g.SH - g.PT + kh;
+                    const int ih = oh * g.SH - g.PT + kh * g.DH;
                     if (ih < 0 || ih >= g.H) continue;
                     for (int ow = 0; ow < g.OW; ++ow) {
-                        const int iw = ow * g.SW - g.PL + kw;
+                        const int iw = ow * g.SW - g.PL + kw * g.DW;
                         if (iw < 0 || iw >= g.W) continue;
-                        const float x = inp[((n * g.H + ih) * g.W + iw) * g.C + c];
+                        const float* x = inp + ((n * g.H + ih) * g.W + iw) * g.C + cg;
                         const float* d = dout + ((n * g.OH + oh) * g.OW + ow) * OC;
-                        for (int oc = 0; oc < OC; ++oc) dw[oc] += x * d[oc];
+                        for (int oc = 0; oc < OC; ++oc) dw[oc] += x[oc / OCG * CG] * d[oc];
                     }
                 }
         }
