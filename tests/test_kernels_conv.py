@@ -53,6 +53,8 @@ CONV_CASES = [
     (1, 8, 8, 6, 3, 3, 12, 2, "same", 1, 6),     # ... with 2 outputs per channel (naive)
     (1, 6, 5, 4, 1, 1, 8, 1, "valid", 1, 2),     # grouped 1x1
     (2, 7, 7, 3, 5, 5, 2, 1, "same", 1, 1),      # unchanged paths, through the new arguments
+    (2, 6, 7, 24, 1, 1, 40, 1, "valid", 1, 1),   # pointwise: dinp as one GEMM, no col2im
+    (2, 6, 7, 24, 1, 1, 40, 2, "valid", 1, 1),   # 1x1 with a stride: col2im again
 ]
 
 

@@ -87,7 +87,12 @@ void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
         }
     }
 
-    if (dinp) {
+    if (dinp && g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1 && g.OH == g.H && g.OW == g.W) {
+        // A pointwise (1x1, stride 1, unpadded) convolution's patches are its input pixels:
+        // dinp (M, C) = dout * weight^T directly, a GEMM without the col2im pass.
+        gemm::gemm_parallel(M, g.C, OC, gemm::MatView{dout, OC}, false, gemm::MatView{weight, OC},
+                            true, dinp, g.C, false, nullptr);
+    } else if (dinp) {
         // dpatches = dout * weight^T, then scattered back (col2im). An image's dinp is touched
         // only by the thread that owns the image, so overlapping windows cannot race.
         const gemm::Kernel kr = gemm::active_kernel();
