@@ -54,6 +54,8 @@ def batch(seed=0, shape=(2, 9, 10, 8)):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+# Keras' set_weights on the NumPy backend warns about NumPy 2's copy keyword: not ours.
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 @pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
 def test_numbers_and_shapes_match_keras(name, cfg):
     keras = keras_module()
