@@ -8,6 +8,8 @@
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
 //   depthwise.cpp            one input channel per group: direct loops vectorised over channels
+//                            (public: depthwise_conv2d_*; depthwise_naive.cpp its reference)
+// conv2d_transpose.cpp builds the transposed convolution from conv2d_forward/backward.
 // Internal to the library; the kernels trust their arguments as everywhere (cnnkit.h).
 #pragma once
 #include <cstdint>
