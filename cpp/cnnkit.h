@@ -9,30 +9,69 @@
 
 namespace cnnkit {
 
-// ---------------------------------------------------------------- convolution (conv2d.cpp)
+// ---------------------------------------------------------------- convolution (conv/*.cpp)
 // Geometry of a 2-D convolution or pooling window over an NHWC batch. PT/PL are the zero rows and
-// columns added at the top and left; the bottom and right padding follow from OH and OW.
+// columns added at the top and left; the bottom and right padding follow from OH and OW. A
+// convolution's taps may be dilated: tap (kh, kw) of output (oh, ow) reads input row
+// oh*SH - PT + kh*DH, column ow*SW - PL + kw*DW (pooling leaves DH = DW = 1).
 struct Window2d {
     int N, H, W, C;  // input batch
     int KH, KW;      // window (kernel) size
     int SH, SW;      // strides
     int PT, PL;      // padding before the first row / column
     int OH, OW;      // output size
+    int DH = 1, DW = 1;  // dilation
 };
 
-// out (N,OH,OW,OC) = conv(inp (N,H,W,C), weight (KH,KW,C,OC)) + bias (OC) or no bias if null,
-// then max(0, out) if relu (fused: applied to each tile as it is stored; NaN passes, as in
-// relu_forward, so the result equals relu_forward of the unfused output).
+// out (N,OH,OW,OC) = conv(inp (N,H,W,C), weight (KH,KW,C/groups,OC)) + bias (OC) or no bias if
+// null, then max(0, out) if relu (fused: applied to each tile as it is stored; NaN passes, as in
+// relu_forward, so the result equals relu_forward of the unfused output). With groups > 1 (C and
+// OC divisible by it), output channels [j*OC/groups, (j+1)*OC/groups) read only input channels
+// [j*C/groups, (j+1)*C/groups).
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const Window2d& g, int OC, bool relu = false);
-// dinp (N,H,W,C), dweight (KH,KW,C,OC), dbias (OC) from dout (N,OH,OW,OC); any output may be null.
+                    const Window2d& g, int OC, bool relu = false, int groups = 1);
+// dinp (N,H,W,C), dweight (KH,KW,C/groups,OC), dbias (OC) from dout (N,OH,OW,OC); any output may
+// be null.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, const Window2d& g, int OC);
+                     const float* inp, const float* weight, const Window2d& g, int OC,
+                     int groups = 1);
 // Direct loops, the reference the fast versions are checked against.
 void conv2d_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                          const Window2d& g, int OC, bool relu = false);
+                          const Window2d& g, int OC, bool relu = false, int groups = 1);
 void conv2d_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                           const float* inp, const float* weight, const Window2d& g, int OC);
+                           const float* inp, const float* weight, const Window2d& g, int OC,
+                           int groups = 1);
+
+// Transposed convolution (Keras' Conv2DTranspose): the input gradient of the convolution `g`
+// describes, whose input (N,H,W,C) is the transposed convolution's output and whose output
+// (N,OH,OW,OC) is its input; weight (KH,KW,C,OC) is Keras' (kh, kw, filters, in_channels).
+// out (N,H,W,C) = conv2d's dinp for dout = inp (N,OH,OW,OC), + bias (C) or no bias if null.
+void conv2d_transpose_forward(float* out, const float* inp, const float* weight,
+                              const float* bias, const Window2d& g, int OC);
+// dinp (N,OH,OW,OC) = conv2d_forward(dout, weight); dweight (KH,KW,C,OC) = conv2d's weight
+// gradient with input dout (N,H,W,C) and output gradient inp; dbias (C). Any may be null.
+void conv2d_transpose_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const Window2d& g, int OC);
+void conv2d_transpose_forward_naive(float* out, const float* inp, const float* weight,
+                                    const float* bias, const Window2d& g, int OC);
+void conv2d_transpose_backward_naive(float* dinp, float* dweight, float* dbias,
+                                     const float* dout, const float* inp, const float* weight,
+                                     const Window2d& g, int OC);
+
+// Depthwise convolution (Keras' DepthwiseConv2D): output channel c*DM + m (N,OH,OW,C*DM) is
+// input channel c convolved with weight[:, :, c, m] (KH,KW,C,DM), + bias (C*DM) or no bias if
+// null, then max(0, out) if relu. The same as conv2d with groups = C and OC = C*DM.
+void depthwise_conv2d_forward(float* out, const float* inp, const float* weight,
+                              const float* bias, const Window2d& g, int DM, bool relu = false);
+// dinp (N,H,W,C), dweight (KH,KW,C,DM), dbias (C*DM) from dout (N,OH,OW,C*DM); any may be null.
+void depthwise_conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, const Window2d& g, int DM);
+void depthwise_conv2d_forward_naive(float* out, const float* inp, const float* weight,
+                                    const float* bias, const Window2d& g, int DM,
+                                    bool relu = false);
+void depthwise_conv2d_backward_naive(float* dinp, float* dweight, float* dbias,
+                                     const float* dout, const float* inp, const float* weight,
+                                     const Window2d& g, int DM);
 
 // ---------------------------------------------------------------- pooling, upsampling (pool.cpp)
 // out (N,OH,OW,C) = max over each window; argmax (N,OH,OW,C) receives the winner's position
@@ -226,7 +265,7 @@ void set_num_threads(int n);
 // and Python may call the kernels from any thread. The bindings call it before every kernel.
 void adopt_num_threads();
 
-// The instruction set the matrix micro-kernels use (gemm.cpp): "avx512", "avx2" or "generic".
+// The instruction set the micro-kernels use (cpu_features.cpp): "avx512", "avx2" or "generic".
 // Chosen at load time from the CPU (and the CNNKIT_ISA environment variable, which may only lower
 // it); set_simd_isa returns false, changing nothing, for a name this CPU or build cannot run.
 const char* simd_isa();

@@ -1,22 +1,16 @@
-// gemm.cpp: the GEMM micro-kernels and the choice between them (simd_isa, set_simd_isa).
+// gemm.cpp: the GEMM micro-kernels, one per instruction set (the choice: cpu_features.h).
 //
 // Three kernels compute an MR x NR tile of C from packed panels (layout in gemm.h):
 //   avx512  6x32, zmm, compiled with target("avx512f")     (untested on hardware so far)
 //   avx2    6x16, ymm, compiled with target("avx2,fma")
 //   generic plain C++ loops the compiler vectorises for whatever -march the build uses.
-// The x86 kernels are compiled function by function, so a portable build still holds them; at
-// load time the best one the CPU (and OS) can run is chosen, lowered by the environment
-// variable CNNKIT_ISA=generic|avx2|avx512 if set. CNNKIT_NO_DISPATCH (CMake CNNKIT_DISPATCH=OFF)
-// leaves them out: then nothing beyond the build's baseline instruction set is used.
+// The x86 kernels are compiled function by function, so a portable build still holds them;
+// active_kernel() returns the one for cpu::active_isa().
 #include "gemm.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "cpu_features.h"
 
-#include "cnnkit.h"
-
-#if !defined(CNNKIT_NO_DISPATCH) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define CNNKIT_X86_KERNELS 1
+#ifdef CNNKIT_X86_KERNELS
 #include <immintrin.h>
 #endif
 
@@ -147,69 +141,18 @@ const Kernel kAvx2{"avx2", 6, 16, 120, 256, 4096, ukernel_avx2};
 const Kernel kAvx512{"avx512", 6, 32, 120, 256, 4096, ukernel_avx512};
 #endif
 
-// Ordered from least to most capable.
-const Kernel* kernel_by_name(const char* name) {
-    if (!name) return nullptr;
-    if (std::strcmp(name, "generic") == 0) return &kGeneric;
-#ifdef CNNKIT_X86_KERNELS
-    if (std::strcmp(name, "avx2") == 0) return &kAvx2;
-    if (std::strcmp(name, "avx512") == 0) return &kAvx512;
-#endif
-    return nullptr;
-}
-
-int rank(const Kernel* k) {
-#ifdef CNNKIT_X86_KERNELS
-    if (k == &kAvx512) return 2;
-    if (k == &kAvx2) return 1;
-#endif
-    (void)k;
-    return 0;
-}
-
-bool cpu_runs(const Kernel* k) {
-#ifdef CNNKIT_X86_KERNELS
-    // __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0).
-    if (k == &kAvx512) return __builtin_cpu_supports("avx512f");
-    if (k == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    return k == &kGeneric;
-}
-
-const Kernel* choose_at_load() {
-    const Kernel* best = &kGeneric;
-#ifdef CNNKIT_X86_KERNELS
-    __builtin_cpu_init();  // may run before libgcc's own constructor
-    if (cpu_runs(&kAvx512))
-        best = &kAvx512;
-    else if (cpu_runs(&kAvx2))
-        best = &kAvx2;
-#endif
-    const Kernel* want = kernel_by_name(std::getenv("CNNKIT_ISA"));
-    if (want && rank(want) < rank(best)) best = want;
-    return best;
-}
-
-// A function-local static, so that a caller from another file's static initialiser still finds
-// the choice made (thread-safe initialisation).
-const Kernel*& active_slot() {
-    static const Kernel* active = choose_at_load();
-    return active;
-}
-
 }  // namespace
 
-const Kernel& active_kernel() { return *active_slot(); }
-
-}  // namespace gemm
-
-const char* simd_isa() { return gemm::active_slot()->name; }
-
-bool set_simd_isa(const char* name) {
-    const gemm::Kernel* k = gemm::kernel_by_name(name);
-    if (!k || !gemm::cpu_runs(k)) return false;
-    gemm::active_slot() = k;
-    return true;
+const Kernel& active_kernel() {
+#ifdef CNNKIT_X86_KERNELS
+    switch (cpu::active_isa()) {
+        case cpu::Isa::kAvx512: return kAvx512;
+        case cpu::Isa::kAvx2: return kAvx2;
+        default: break;
+    }
+#endif
+    return kGeneric;
 }
 
+}  // namespace gemm
 }  // namespace cnnkit

@@ -4,7 +4,7 @@
 // views (a strided matrix, or an implicit im2col of an NHWC batch, so no patch matrix is ever
 // built) and packed into MR-row / NR-column micro-panels in KC-deep blocks; a micro-kernel keeps
 // an MR x NR tile of C in registers. The micro-kernels live in gemm.cpp: AVX-512 (6x32), AVX2+FMA
-// (6x16) and portable C++, picked at load time (see simd_isa in cnnkit.h). Everything here is
+// (6x16) and portable C++, picked by cpu::active_isa() (cpu_features.h). Everything here is
 // baseline C++; only the micro-kernels use wider instructions. Packing buffers are thread_local
 // and grow, so a warm caller allocates nothing. Nothing here throws or checks arguments.
 #pragma once

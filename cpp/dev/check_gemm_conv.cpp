@@ -1,8 +1,8 @@
 // check_gemm_conv.cpp: dev harness for gemm/conv2d/dense, not part of the Python module.
 // Checks the fast kernels against the naive ones over many shapes, every ISA this CPU runs and
 // 1 and 2 threads, then times them at the CIFAR-10 CNN shapes.
-//   g++ -std=c++17 -O3 -fopenmp -march=native cpp/gemm.cpp cpp/conv2d.cpp cpp/dense.cpp
-//       cpp/dev/check_gemm_conv.cpp -o /tmp/check  &&  /tmp/check [check|bench [reps]|all]
+//   g++ -std=c++17 -O3 -fopenmp -march=native cpp/cpu_features.cpp cpp/gemm.cpp cpp/conv/*.cpp
+//       cpp/dense.cpp cpp/activation.cpp cpp/dev/check_gemm_conv.cpp -o /tmp/check  &&  /tmp/check [check|bench [reps]|all]
 #include <omp.h>
 
 #include <algorithm>
@@ -79,6 +79,37 @@ static void check_conv(const Window2d& g, int OC, bool use_bias) {
     report("conv dinp-only", buf, relerr(a, di2));
     report("conv dweight-only", buf, relerr(c, dw2));
     report("conv dbias-only", buf, relerr(d, db2));
+}
+
+// Dilated and grouped convolutions (the grouped GEMM, or the depthwise kernels when groups == C)
+// and depthwise convolutions against the naive loops.
+static void check_conv_general(const Window2d& g, int OC, int groups, int DM) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "N%d H%d W%d C%d K%dx%d S%dx%d D%dx%d P%d,%d O%dx%d OC%d G%d DM%d isa=%s T=%d",
+                  g.N, g.H, g.W, g.C, g.KH, g.KW, g.SH, g.SW, g.DH, g.DW, g.PT, g.PL, g.OH, g.OW,
+                  OC, groups, DM, simd_isa(), omp_get_max_threads());
+    const bool dw = DM > 0;  // a depthwise case: OC = C * DM
+    if (dw) OC = g.C * DM;
+    const size_t ni = (size_t)g.N * g.H * g.W * g.C, no = (size_t)g.N * g.OH * g.OW * OC,
+                 nw = (size_t)g.KH * g.KW * (dw ? g.C * DM : g.C / groups * OC);
+    Vec inp = randv(ni), w = randv(nw), b = randv(OC), dout = randv(no);
+    Vec o1(no, 7.f), o2(no, -7.f), di1(ni, 7.f), di2(ni, -7.f), dw1(nw, 7.f), dw2(nw, -7.f),
+        db1(OC, 7.f), db2(OC, -7.f);
+    if (dw) {
+        depthwise_conv2d_forward(o1.data(), inp.data(), w.data(), b.data(), g, DM, true);
+        depthwise_conv2d_forward_naive(o2.data(), inp.data(), w.data(), b.data(), g, DM, true);
+        depthwise_conv2d_backward(di1.data(), dw1.data(), db1.data(), dout.data(), inp.data(), w.data(), g, DM);
+        depthwise_conv2d_backward_naive(di2.data(), dw2.data(), db2.data(), dout.data(), inp.data(), w.data(), g, DM);
+    } else {
+        conv2d_forward(o1.data(), inp.data(), w.data(), b.data(), g, OC, true, groups);
+        conv2d_forward_naive(o2.data(), inp.data(), w.data(), b.data(), g, OC, true, groups);
+        conv2d_backward(di1.data(), dw1.data(), db1.data(), dout.data(), inp.data(), w.data(), g, OC, groups);
+        conv2d_backward_naive(di2.data(), dw2.data(), db2.data(), dout.data(), inp.data(), w.data(), g, OC, groups);
+    }
+    report(dw ? "depthwise fwd" : "conv-general fwd", buf, relerr(o1, o2));
+    report(dw ? "depthwise dinp" : "conv-general dinp", buf, relerr(di1, di2));
+    report(dw ? "depthwise dweight" : "conv-general dweight", buf, relerr(dw1, dw2));
+    report(dw ? "depthwise dbias" : "conv-general dbias", buf, relerr(db1, db2));
 }
 
 static void check_dense(int B, int IN, int OUT, bool use_bias) {
@@ -164,6 +195,22 @@ static void run_checks() {
         {5, 300, 17}, {100, 33, 70}, {13, 600, 1}, {1, 1000, 1000}, {257, 31, 65}};
     for (int i = 0; i < 30; ++i) dcases.push_back({randi(1, 80), randi(1, 300), randi(1, 150)});
 
+    // (geometry with dilation, OC, groups, DM): DM > 0 is a depthwise case.
+    std::vector<std::tuple<Window2d, int, int, int>> gcases;
+    for (int i = 0; i < 40; ++i) {
+        const int N = randi(1, 3), H = randi(1, 12), W = randi(1, 12), G = randi(1, 4);
+        const int C = G * randi(1, 12), KH = randi(1, 5), KW = randi(1, 5);
+        const bool dilate = randi(0, 1);
+        const int S = dilate ? 1 : randi(1, 3), DH = dilate ? randi(1, 3) : 1, DW = dilate ? randi(1, 3) : 1;
+        Window2d g = same(N, H, W, C, (KH - 1) * DH + 1, (KW - 1) * DW + 1, S, S);
+        g.KH = KH, g.KW = KW, g.DH = DH, g.DW = DW;
+        gcases.push_back({g, G * randi(1, 12), G, 0});
+        gcases.push_back({g, 0, 1, i % 4 == 0 ? 2 : 1});
+    }
+    gcases.push_back({same(2, 32, 32, 32, 3, 3, 1, 1), 0, 1, 1});   // MobileNet-style blocks
+    gcases.push_back({same(2, 16, 16, 64, 3, 3, 2, 2), 0, 1, 1});
+    gcases.push_back({same(2, 8, 8, 24, 5, 5, 1, 1), 0, 1, 1});
+
     const char* isas[] = {"generic", "avx2", "avx512"};
     for (const char* isa : isas) {
         if (!set_simd_isa(isa)) {
@@ -175,6 +222,7 @@ static void run_checks() {
             int k = 0;
             for (auto& [g, oc] : cases) check_conv(g, oc, (k++) % 3 != 0);
             for (auto& [b, in, out] : dcases) check_dense(b, in, out, (k++) % 3 != 0);
+            for (auto& [g, oc, groups, dm] : gcases) check_conv_general(g, oc, groups, dm);
         }
         std::printf("isa %s: %d checks so far, %d failed, worst rel err %.3g\n", isa, g_cases,
                     g_fail, g_worst);
@@ -225,6 +273,21 @@ static void bench_square(int n, int reps) {
     std::printf("%-26s %6.1f GFLOP/s\n", ("square gemm " + std::to_string(n)).c_str(), 2.0 * n * n * n / t * 1e-9);
 }
 
+// Depthwise (DM = 1) reads and writes about as many floats as it multiplies: GB/s of the
+// input and output it streams say more than GFLOP/s.
+static void bench_depthwise(const char* name, const Window2d& g, int reps) {
+    const size_t ni = (size_t)g.N * g.H * g.W * g.C, nw = (size_t)g.KH * g.KW * g.C,
+                 no = (size_t)g.N * g.OH * g.OW * g.C;
+    Vec inp = randv(ni), w = randv(nw), b = randv(g.C), dout = randv(no), out(no), di(ni), dw(nw), db(g.C);
+    const double bytes = 4.0 * (ni + no);
+    double tf = best_seconds([&] { depthwise_conv2d_forward(out.data(), inp.data(), w.data(), b.data(), g, 1); }, reps);
+    double tw = best_seconds([&] { depthwise_conv2d_backward(nullptr, dw.data(), db.data(), dout.data(), inp.data(), w.data(), g, 1); }, reps);
+    double ti = best_seconds([&] { depthwise_conv2d_backward(di.data(), nullptr, nullptr, dout.data(), inp.data(), w.data(), g, 1); }, reps);
+    double tn = best_seconds([&] { depthwise_conv2d_forward_naive(out.data(), inp.data(), w.data(), b.data(), g, 1); }, 1);
+    std::printf("%-26s fwd %6.1f  dweight %6.1f  dinp %6.1f  (naive fwd %5.1f) GB/s\n", name,
+                bytes / tf * 1e-9, bytes / tw * 1e-9, bytes / ti * 1e-9, bytes / tn * 1e-9);
+}
+
 static void run_bench(int reps) {
     for (const char* isa : {"avx2", "generic"}) {
         if (!set_simd_isa(isa)) continue;
@@ -236,6 +299,9 @@ static void run_bench(int reps) {
             bench_dense("dense 2304->128", 64, 2304, 128, reps);
             bench_dense("dense 128->10", 64, 128, 10, reps);
             bench_square(512, reps);
+            bench_depthwise("depthwise 32x32x64 3x3", same(64, 32, 32, 64, 3, 3, 1, 1), reps);
+            bench_depthwise("depthwise 32x32x64 3x3 s2", same(64, 32, 32, 64, 3, 3, 2, 2), reps);
+            bench_conv("pointwise 32x32x64->128", valid(64, 32, 32, 64, 1, 1, 1, 1), 128, reps);
         }
     }
 }

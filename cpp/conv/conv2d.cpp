@@ -1,0 +1,46 @@
+// conv/conv2d.cpp: which convolution algorithm runs (conv/conv2d_impl.h lists them).
+//
+// Most specialised first: depthwise-shaped groups (one input channel each) take the depthwise
+// kernels; other groups and dilated taps the grouped GEMM; then few output channels, few input
+// channels (forward and weight gradient; its input gradient takes the GEMM), and the packed GEMM
+// for everything else.
+#include "conv2d_impl.h"
+
+namespace cnnkit {
+namespace {
+
+bool general(const Window2d& g, int groups) { return groups > 1 || g.DH > 1 || g.DW > 1; }
+// Groups of one input channel: weight (KH,KW,1,OC) is depthwise's (KH,KW,C,OC/C), in memory too.
+bool depthwise(const Window2d& g, int groups) { return groups > 1 && groups == g.C; }
+
+}  // namespace
+
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const Window2d& g, int OC, bool relu, int groups) {
+    // inp is (N,H,W,C), weight is (KH,KW,C/groups,OC), bias is (OC) or null, out is (N,OH,OW,OC)
+    if (depthwise(g, groups))
+        return depthwise_conv2d_forward(out, inp, weight, bias, g, OC / g.C, relu);
+    if (general(g, groups)) return conv::grouped_forward(out, inp, weight, bias, g, OC, relu, groups);
+    if (OC <= conv::kSmallOC) return conv::small_oc_forward(out, inp, weight, bias, g, OC, relu);
+    if (g.C <= conv::kFewC) return conv::few_channel_forward(out, inp, weight, bias, g, OC, relu);
+    conv::gemm_forward(out, inp, weight, bias, g, OC, relu);
+}
+
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, const Window2d& g, int OC, int groups) {
+    // dout is (N,OH,OW,OC), inp and dinp (N,H,W,C), weight and dweight (KH,KW,C/groups,OC),
+    // dbias (OC)
+    if (depthwise(g, groups))
+        return depthwise_conv2d_backward(dinp, dweight, dbias, dout, inp, weight, g, OC / g.C);
+    if (general(g, groups))
+        return conv::grouped_backward(dinp, dweight, dbias, dout, inp, weight, g, OC, groups);
+    if (OC <= conv::kSmallOC)
+        return conv::small_oc_backward(dinp, dweight, dbias, dout, inp, weight, g, OC);
+    if (g.C <= conv::kFewC && (dweight || dbias)) {
+        conv::few_channel_weight_grad(dweight, dbias, dout, inp, g, OC);
+        dweight = dbias = nullptr;
+    }
+    if (dinp || dweight || dbias) conv::gemm_backward(dinp, dweight, dbias, dout, inp, weight, g, OC);
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,64 @@
+// conv/conv2d_impl.h: the 2-D convolution algorithms, one file each, and what they share.
+//
+// conv2d_forward / conv2d_backward (cnnkit.h, conv/conv2d.cpp) pick one of these, in the manner
+// of oneDNN's ordered implementation list: the most specialised that applies, the GEMM for the
+// rest, and the naive loops (conv/conv2d_naive.cpp) as the reference beside them.
+//   conv2d_small_oc.cpp      OC <= 4: direct dot products on GCC vectors
+//   conv2d_few_channels.cpp  C <= 16 (first layers): register tiles over an input strip
+//   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
+//   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
+//   depthwise.cpp            one input channel per group: direct loops vectorised over channels
+//                            (public: depthwise_conv2d_*; depthwise_naive.cpp its reference)
+// conv2d_transpose.cpp builds the transposed convolution from conv2d_forward/backward.
+// Internal to the library; the kernels trust their arguments as everywhere (cnnkit.h).
+#pragma once
+#include <cstdint>
+
+#include "../cnnkit.h"
+#include "../gemm.h"
+
+namespace cnnkit {
+namespace conv {
+
+constexpr int kSmallOC = 4;  // output channels up to which conv2d_small_oc.cpp runs
+constexpr int kFewC = 16;    // input channels up to which conv2d_few_channels.cpp runs
+
+// Scratch of the calling thread, shared by the algorithms (one runs at a time per thread).
+inline gemm::Buffer& tl_partials() { thread_local gemm::Buffer b; return b; }  // per-chunk sums
+inline gemm::Buffer& tl_dpatches() { thread_local gemm::Buffer b; return b; }  // dinp's patches
+inline gemm::Buffer& tl_wt() { thread_local gemm::Buffer b; return b; }        // a weight copy
+
+inline gemm::Im2colView im2col_view(const float* inp, const Window2d& g) {
+    return gemm::Im2colView{inp, g.H, g.W, g.C, g.KH, g.KW, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW};
+}
+
+// Few output channels (OC <= kSmallOC). Any output of the backward pass may be null.
+void small_oc_forward(float* out, const float* inp, const float* weight, const float* bias,
+                      const Window2d& g, int OC, bool relu);
+void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, const Window2d& g, int OC);
+
+// Few input channels (C <= kFewC): the forward pass and the weight gradient (either may be null).
+void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
+                         const Window2d& g, int OC, bool relu);
+void few_channel_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
+                             const Window2d& g, int OC);
+
+// The GEMM path, any shape without dilation or groups.
+void gemm_forward(float* out, const float* inp, const float* weight, const float* bias,
+                  const Window2d& g, int OC, bool relu);
+void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                   const float* inp, const float* weight, const Window2d& g, int OC);
+
+// Groups > 1 or dilation > 1 (C and OC divisible by groups).
+void grouped_forward(float* out, const float* inp, const float* weight, const float* bias,
+                     const Window2d& g, int OC, bool relu, int groups);
+void grouped_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                      const float* inp, const float* weight, const Window2d& g, int OC,
+                      int groups);
+
+// Depthwise (one input channel per group, DM outputs each): conv/depthwise.cpp. The fast
+// version runs DM = 1 and leaves DM > 1 to the naive loops (conv/depthwise_naive.cpp).
+
+}  // namespace conv
+}  // namespace cnnkit
