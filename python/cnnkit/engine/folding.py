@@ -17,7 +17,6 @@ it saves (a batch of a few images through a large kernel).
 """
 import numpy as np
 
-from .. import _core
 
 __all__ = ["ENABLED", "find_folds", "folded_forward"]
 
@@ -60,15 +59,10 @@ def find_folds(steps, output_numbers):
 def folded_forward(producer, bn, call, x):
     """bn(producer(x)) at inference in one kernel call, into the producer's buffers; None when
     folding would cost more than it saves."""
-    from ..layers.conv import Conv2D
     kernel = producer.kernel
     channels = kernel.shape[-1]
-    if isinstance(producer, Conv2D):
-        g = producer._window(x.shape)
-        out_shape = (len(x), g.OH, g.OW, channels)
-    else:
-        out_shape = x.shape[:-1] + (channels,)
-    if int(np.prod(out_shape)) < kernel.size:
+    out_size = int(np.prod(producer.compute_output_shape((len(x),) + x.shape[1:])))
+    if out_size < kernel.size:
         return None
     buffers = call.buffers(x.shape)
     # As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32.
@@ -87,9 +81,4 @@ def folded_forward(producer, bn, call, x):
     if bn.beta is not None:
         b = np.add(b, bn.beta, out=b)
     call.buf = buffers
-    if isinstance(producer, Conv2D):
-        return _core.conv2d_forward(x, k, b, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW,
-                                    out=buffers("z", out_shape))
-    x2 = x.reshape(-1, x.shape[-1])
-    z = _core.dense_forward(x2, k, b, out=buffers("z", (len(x2), channels)))
-    return z.reshape(out_shape)
+    return producer._linear(x, k, b, buffers)

@@ -80,12 +80,17 @@ class Dense(ActivationMixin, Layer):
 
     def forward(self, call, x, training=False):
         # More than 2-D: the kernel applies to the last axis (a reshape, no copy).
-        call.x = x2 = x.reshape(-1, x.shape[-1])
+        call.x = x.reshape(-1, x.shape[-1])
         buffers = call.buffers(x.shape)
-        z = _core.dense_forward(x2, self.kernel, self.bias, relu=self._fuses_relu,
-                                out=buffers("z", (len(x2), self.units)))
-        return self._activate(call, z.reshape(x.shape[:-1] + (self.units,)), self._fuses_relu,
-                              buffers)
+        z = self._linear(x, self.kernel, self.bias, buffers, relu=self._fuses_relu)
+        return self._activate(call, z, self._fuses_relu, buffers)
+
+    def _linear(self, x, kernel, bias, buffers, relu=False):
+        """x @ kernel + bias over the last axis (or another kernel and bias of these shapes:
+        inference folding passes a BatchNormalization's scaled copies), into buffers("z")."""
+        x2 = x.reshape(-1, x.shape[-1])
+        z = _core.dense_forward(x2, kernel, bias, relu=relu, out=buffers("z", (len(x2), self.units)))
+        return z.reshape(x.shape[:-1] + (self.units,))
 
     def backward_from_logits(self, call, dz):
         need_dx, grads = call.need_dx, call.grad_buffers()
