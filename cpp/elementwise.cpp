@@ -12,37 +12,58 @@ namespace {
 constexpr int64_t kParallelMin = 32768;
 }  // namespace
 
-void affine_forward(float* out, const float* inp, const float* scale, const float* offset,
-                    int64_t outer, int64_t channels, int64_t inner) {
-    // inp and out are (outer, channels, inner); scale and offset are (channels,)
+namespace {
+
+// One variant per combination of shift and offset, so that the inner loops carry no test and
+// vectorise; a missing shift or offset costs nothing.
+template <bool Shift, bool Offset>
+void affine(float* out, const float* inp, const float* shift, const float* scale,
+            const float* offset, int64_t outer, int64_t channels, int64_t inner) {
+    // inp and out are (outer, channels, inner); shift, scale and offset are (channels,)
     const int64_t total = outer * channels * inner;
     if (inner == 1) {
-        // The channel axis is contiguous: each row is one vectorised pass over scale and offset.
+        // The channel axis is contiguous: each row is one vectorised pass over the values.
 #ifdef _OPENMP
 #pragma omp parallel for if (total > kParallelMin)
 #endif
         for (int64_t r = 0; r < outer; ++r) {
             const float* x = inp + r * channels;
             float* y = out + r * channels;
-            if (offset != nullptr) {
-                for (int64_t k = 0; k < channels; ++k) y[k] = x[k] * scale[k] + offset[k];
-            } else {
-                for (int64_t k = 0; k < channels; ++k) y[k] = x[k] * scale[k];
+            for (int64_t k = 0; k < channels; ++k) {
+                const float v = Shift ? x[k] - shift[k] : x[k];
+                y[k] = Offset ? v * scale[k] + offset[k] : v * scale[k];
             }
         }
         return;
     }
-    // One scale and offset per run of `inner` values (a scalar scale, or channels first).
+    // One set of values per run of `inner` inputs.
 #ifdef _OPENMP
 #pragma omp parallel for if (total > kParallelMin)
 #endif
     for (int64_t r = 0; r < outer * channels; ++r) {
-        const float a = scale[r % channels];
-        const float b = offset != nullptr ? offset[r % channels] : 0.0f;
+        const int64_t k = r % channels;
+        const float c = Shift ? shift[k] : 0.0f, a = scale[k], b = Offset ? offset[k] : 0.0f;
         const float* x = inp + r * inner;
         float* y = out + r * inner;
-        for (int64_t i = 0; i < inner; ++i) y[i] = x[i] * a + b;
+        for (int64_t i = 0; i < inner; ++i) {
+            const float v = Shift ? x[i] - c : x[i];
+            y[i] = Offset ? v * a + b : v * a;
+        }
     }
+}
+
+}  // namespace
+
+void affine_forward(float* out, const float* inp, const float* shift, const float* scale,
+                    const float* offset, int64_t outer, int64_t channels, int64_t inner) {
+    if (shift != nullptr && offset != nullptr)
+        affine<true, true>(out, inp, shift, scale, offset, outer, channels, inner);
+    else if (shift != nullptr)
+        affine<true, false>(out, inp, shift, scale, offset, outer, channels, inner);
+    else if (offset != nullptr)
+        affine<false, true>(out, inp, shift, scale, offset, outer, channels, inner);
+    else
+        affine<false, false>(out, inp, shift, scale, offset, outer, channels, inner);
 }
 
 void channel_mask(float* out, const float* inp, const float* mask, int64_t n, int64_t spatial,

@@ -5,13 +5,14 @@
 
 namespace cnnkit {
 
-// out = inp * scale[k] + offset[k] over inp viewed as (outer, channels, inner): the fixed affine
-// map of Rescaling and Normalization. The "channels" block is whatever run of axes the scale
-// varies over (the last axis for per-channel values, H*W*C for per-pixel ones, 1 for a scalar),
-// so inner == 1 is the common, contiguous case. offset may be null (no offset: the backward pass,
-// dinp = dout * scale).
-void affine_forward(float* out, const float* inp, const float* scale, const float* offset,
-                    int64_t outer, int64_t channels, int64_t inner);
+// out = (inp - shift[k]) * scale[k] + offset[k] over inp viewed as (outer, channels, inner): the
+// fixed affine map of Rescaling (no shift) and Normalization ((x - mean) * (1 / s), as Keras
+// subtracts the mean before dividing, so a channel whose values equal its mean gives exact
+// zeros however small s is). The "channels" block is whatever run of axes the values vary over
+// (the last axis for per-channel values, H*W*C for per-pixel ones), so inner == 1 is the common,
+// contiguous case. shift and offset may be null (none: the backward pass is dinp = dout * scale).
+void affine_forward(float* out, const float* inp, const float* shift, const float* scale,
+                    const float* offset, int64_t outer, int64_t channels, int64_t inner);
 
 // out[n, s, c] = inp[n, s, c] * mask[n, c] over inp (n, spatial, channels): SpatialDropout2D's
 // forward pass, and with dout for inp its backward pass (the mask holds 0 or 1 / (1 - rate)).

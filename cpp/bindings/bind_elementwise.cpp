@@ -17,14 +17,26 @@ int64_t affine_channels(const farray& x, const farray& scale, int64_t outer, int
     return channels;
 }
 
-farray affine_forward(const farray& x, const farray& scale, const farray& offset, int64_t outer,
-                      int64_t inner, const py::object& out_) {
+// An optional (channels,) array of values as a pointer, null when not given.
+const float* optional_values(const std::optional<farray>& a, const farray& scale, const char* name) {
+    if (!a) return nullptr;
+    require_shape(*a, shape_of(scale), name);
+    return aligned(*a, name);
+}
+
+farray affine_forward(const farray& x, const farray& scale, const std::optional<farray>& offset,
+                      int64_t outer, int64_t inner, const std::optional<farray>& shift,
+                      const py::object& out_) {
     const int64_t channels = affine_channels(x, scale, outer, inner);
-    require_shape(offset, shape_of(scale), "offset");
-    farray y = output(out_, shape_of(x), "out", {{"x", x}, {"scale", scale}, {"offset", offset}});
+    const float* b = optional_values(offset, scale, "offset");
+    const float* c = optional_values(shift, scale, "shift");
+    const farray empty(std::vector<py::ssize_t>{0});  // stands in for a missing one below
+    farray y = output(out_, shape_of(x), "out",
+                      {{"x", x}, {"scale", scale}, {"offset", offset ? *offset : empty},
+                       {"shift", shift ? *shift : empty}});
     float* out = y.mutable_data();
-    const float *inp = aligned(x, "x"), *a = aligned(scale, "scale"), *b = aligned(offset, "offset");
-    without_gil([&] { cnnkit::affine_forward(out, inp, a, b, outer, channels, inner); });
+    const float *inp = aligned(x, "x"), *a = aligned(scale, "scale");
+    without_gil([&] { cnnkit::affine_forward(out, inp, c, a, b, outer, channels, inner); });
     return y;
 }
 
@@ -34,7 +46,7 @@ farray affine_backward(const farray& dy, const farray& scale, int64_t outer, int
     farray dx = output(out_, shape_of(dy), "out", {{"dy", dy}, {"scale", scale}});
     float* out = dx.mutable_data();
     const float *inp = aligned(dy, "dy"), *a = aligned(scale, "scale");
-    without_gil([&] { cnnkit::affine_forward(out, inp, a, nullptr, outer, channels, inner); });
+    without_gil([&] { cnnkit::affine_forward(out, inp, nullptr, a, nullptr, outer, channels, inner); });
     return dx;
 }
 
@@ -67,8 +79,8 @@ farray gaussian_noise_forward(const farray& x, const farray& noise, float stddev
 }  // namespace
 
 void bind_elementwise(py::module_& m) {
-    m.def("affine_forward", &affine_forward, nc("x"), nc("scale"), nc("offset"), "outer"_a,
-          "inner"_a, out("out"));
+    m.def("affine_forward", &affine_forward, nc("x"), nc("scale"), opt("offset"), "outer"_a,
+          "inner"_a, opt("shift") = py::none(), out("out"));
     m.def("affine_backward", &affine_backward, nc("dy"), nc("scale"), "outer"_a, "inner"_a,
           out("out"));
     m.def("spatial_dropout_forward",

@@ -53,8 +53,9 @@ def _check_broadcast(layer, param_shape, input_shape, name):
 
 
 class _Affine(Layer):
-    """y = x * a + b with a, b over a trailing block of axes (affine_layout); subclasses fill
-    a and b in _fill(block, a, b)."""
+    """y = (x - c) * a + b with c, a, b over a trailing block of axes (affine_layout);
+    subclasses say which of c and b they use (_parts) and fill them in _fill(ndim, block, ...)."""
+    _parts = ("scale", "offset")
 
     def _prepare(self):
         self._expanded = Buffers()
@@ -65,12 +66,12 @@ class _Affine(Layer):
     def forward(self, call, x, training=False):
         outer, block = affine_layout(x.shape, self._param_shape(x.shape), fn=self.name)
         size = math.prod(block)
-        a = self._expanded(("scale",) + block, (size,))
-        b = self._expanded(("offset",) + block, (size,))
-        self._fill(x.ndim, block, a, b)
-        call.scale, call.outer = a, outer
+        parts = {part: self._expanded((part,) + block, (size,)) for part in self._parts}
+        self._fill(x.ndim, block, **parts)
+        call.scale, call.outer = parts["scale"], outer
         call.buf = call.buffers(x.shape)
-        return _core.affine_forward(x, a, b, outer, 1, out=call.buf("y", x.shape))
+        return _core.affine_forward(x, parts["scale"], parts.get("offset"), outer, 1,
+                                    shift=parts.get("shift"), out=call.buf("y", x.shape))
 
     def backward(self, call, dy):
         call.grads = ()
@@ -103,11 +104,11 @@ class Rescaling(_Affine):
     def _param_shape(self, x_shape):
         return self._joint_shape
 
-    def _fill(self, ndim, block, a, b):
+    def _fill(self, ndim, block, scale, offset):
         # scale and offset never change: expand them once per block shape
         if (ndim, block) not in self._filled:
-            expand_param(self._scale, ndim, block, out=a)
-            expand_param(self._offset, ndim, block, out=b)
+            expand_param(self._scale, ndim, block, out=scale)
+            expand_param(self._offset, ndim, block, out=offset)
             self._filled.add((ndim, block))
 
     def get_config(self):
@@ -227,21 +228,23 @@ class Normalization(_Affine):
                                    f"{x_shape[d]}", x_shape)
         return self._broadcast_shape
 
-    def _fill(self, ndim, block, a, b):
+    @property
+    def _parts(self):
+        # (x - mean) * (1 / s), or x * s + mean: see ops.elementwise.normalization_affine
+        return ("scale", "offset") if self.invert else ("shift", "scale")
+
+    def _fill(self, ndim, block, scale, shift=None, offset=None):
         # Recomputed every call, in place: adapt, set_weights or a loaded model may have changed
-        # the weights. Only O(values per sample) work, in float64 as Keras' formula asks for.
-        shape = self._broadcast_shape
-        s = self._expanded("s", shape, np.float64)
+        # the weights. Only O(values per sample) work, in float64 like Keras' formula.
+        s = self._expanded("s", self._broadcast_shape, np.float64)
         np.sqrt(self.variance, out=s)
         np.maximum(s, NORMALIZATION_EPSILON, out=s)
-        if self.invert:  # mean + x * s
-            scale, offset = s, self.mean
-        else:            # (x - mean) / s = x * (1 / s) - mean / s
-            scale = np.divide(1.0, s, out=s)
-            offset = np.multiply(self.mean, scale, out=self._expanded("o", shape, np.float64))
-            np.negative(offset, out=offset)
-        expand_param(scale, ndim, block, out=a)
-        expand_param(offset, ndim, block, out=b)
+        if self.invert:
+            expand_param(self.mean, ndim, block, out=offset)
+        else:
+            np.divide(1.0, s, out=s)
+            expand_param(self.mean, ndim, block, out=shift)
+        expand_param(s, ndim, block, out=scale)
 
     # ------------------------------------------------------------ adapt
     def adapt(self, data):

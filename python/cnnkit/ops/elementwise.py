@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _args, _core
 
-__all__ = ["affine_forward", "affine_backward", "normalization_forward",
+__all__ = ["affine_forward", "affine_backward", "normalization_forward", "normalization_affine",
            "spatial_dropout_forward", "spatial_dropout_backward", "gaussian_noise_forward",
            "NORMALIZATION_EPSILON"]
 
@@ -47,20 +47,19 @@ def expand_param(param, x_ndim, block_shape, out=None):
     return out
 
 
-def _plan(x, scale, offset, fn):
+def _plan(x, scale, offset, fn, names=("scale", "offset")):
     scale = np.asarray(scale)
     offset = None if offset is None else np.asarray(offset)
-    for name, value in (("scale", scale), ("offset", offset)):
+    for name, value in zip(names, (scale, offset)):
         if value is not None and (value.dtype.kind not in "iuf" or not np.all(np.isfinite(value))):
             raise ValueError(f"{fn}: {name} must hold finite real numbers")
     shapes = [scale.shape] + ([] if offset is None else [offset.shape])
     try:
         joint = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(f"{fn}: scale of shape {scale.shape} and offset of shape "
+        raise ValueError(f"{fn}: {names[0]} of shape {scale.shape} and {names[1]} of shape "
                          f"{offset.shape} do not broadcast together") from None
-    outer, block = affine_layout(x.shape, joint, "scale" if offset is None else "scale and offset", fn)
-    return outer, block
+    return affine_layout(x.shape, joint, names[0] if offset is None else " and ".join(names), fn)
 
 
 def affine_forward(x, scale, offset=0.0):
@@ -81,27 +80,31 @@ def affine_backward(dy, scale):
     return _core.affine_backward(dy, expand_param(scale, dy.ndim, block), outer, 1)
 
 
-def normalization_scale_offset(mean, variance, invert=False):
-    """(scale, offset) of Keras' Normalization as an affine map, computed in float64:
-    (x - mean) / s = x * (1 / s) - mean / s, or with invert=True mean + x * s, where
-    s = max(sqrt(variance), epsilon)."""
+def normalization_affine(mean, variance, invert=False):
+    """(shift, scale, offset) of Keras' Normalization for affine_forward's kernel, computed in
+    float64, with s = max(sqrt(variance), epsilon): (x - mean) * (1 / s) (Keras subtracts the
+    mean first, so values equal to the mean give exact zeros however small s is), or with
+    invert=True x * s + mean. None marks a part left out."""
     mean = np.asarray(mean, dtype=np.float64)
     s = np.maximum(np.sqrt(np.asarray(variance, dtype=np.float64)), NORMALIZATION_EPSILON)
-    return (s, mean) if invert else (1.0 / s, -mean / s)
+    return (None, s, mean) if invert else (mean, 1.0 / s, None)
 
 
 def normalization_forward(x, mean, variance, invert=False):
     """Keras' Normalization: (x - mean) / max(sqrt(variance), 1e-7), or its inverse; mean and
     variance broadcast against x."""
     fn = "normalization_forward"
+    x = _args.float_array(x, "x", fn=fn)
     mean, variance = np.asarray(mean), np.asarray(variance)
     if mean.shape != variance.shape:
         raise ValueError(f"{fn}: mean has shape {mean.shape} but variance has shape "
                          f"{variance.shape}; they must match")
-    if np.any(np.asarray(variance) < 0):
-        raise ValueError(f"{fn}: variance must not be negative")
-    scale, offset = normalization_scale_offset(mean, variance, _args.flag(invert, "invert", fn))
-    return affine_forward(x, scale, offset)
+    if variance.dtype.kind not in "iuf" or np.any(~(variance >= 0)):
+        raise ValueError(f"{fn}: variance must hold non-negative numbers")
+    shift, scale, offset = normalization_affine(mean, variance, _args.flag(invert, "invert", fn))
+    outer, block = _plan(x, scale, mean, fn, ("variance", "mean"))
+    expand = [None if v is None else expand_param(v, x.ndim, block) for v in (shift, scale, offset)]
+    return _core.affine_forward(x, expand[1], expand[2], outer, 1, shift=expand[0])
 
 
 def _mask(mask, x, fn):
