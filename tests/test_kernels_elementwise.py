@@ -239,3 +239,23 @@ def test_ops_and_reference_name_the_bad_argument(call, match):
 def test_ops_refuse_integer_inputs():
     with pytest.raises(TypeError, match="x"):
         ops.affine_forward(np.ones((2, 3), np.int32), 1.0, 0.0)
+
+
+def test_fuzz_random_shapes_and_broadcasts():
+    """Random ranks, sizes and broadcast patterns of scale and offset: ops against reference."""
+    fuzz = np.random.default_rng(99)
+    for _ in range(40):
+        ndim = int(fuzz.integers(1, 5))
+        shape = tuple(int(s) for s in fuzz.integers(1, 7, ndim))
+        x = fuzz.standard_normal(shape).astype(np.float32)
+
+        def param():
+            rank = int(fuzz.integers(0, ndim + 1))
+            tail = shape[ndim - rank:]
+            return fuzz.standard_normal(tuple(s if fuzz.random() < 0.6 else 1 for s in tail))
+        scale, offset = param(), param()
+        close(ops.affine_forward(x, scale, offset), R.affine_forward(x.astype(np.float64), scale, offset))
+        close(ops.affine_backward(x, scale), R.affine_backward(x.astype(np.float64), scale))
+        if ndim >= 2:
+            mask = fuzz.random((shape[0], shape[-1])).astype(np.float32)
+            close(ops.spatial_dropout_forward(x, mask), R.spatial_dropout_forward(x.astype(np.float64), mask))

@@ -8,7 +8,8 @@ by its snake_case name (`he_uniform` is HeUniform), get() takes a name, a class,
 Fans follow Keras: a dense kernel (in, out) has fan_in=in, fan_out=out; a conv kernel
 (kh, kw, cin, cout) has fan_in = kh*kw*cin and fan_out = kh*kw*cout; input_axes/output_axes
 override them. Unseeded initializers draw from cnnkit's global generator
-(cnnkit.utils.set_random_seed); a seeded one gives the same values on every call, as in Keras 3.
+(cnnkit.utils.set_random_seed); a seeded one gives the same values on every call, as in Keras 3,
+and the very values Keras gives on its NumPy backend (the same NumPy generator and draws).
 Values are drawn in float64 and returned as C-contiguous float32 (or the dtype asked for).
 """
 import inspect
@@ -168,14 +169,18 @@ class RandomUniform(_Random):
         return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
 
 
-def _truncated_standard_normal(generator, shape):
-    """N(0, 1) redrawn outside two standard deviations, as keras.random.truncated_normal."""
-    values = generator.standard_normal(shape)
-    outside = np.abs(values) > 2
-    while outside.any():
-        values[outside] = generator.standard_normal(int(outside.sum()))
-        outside = np.abs(values) > 2
-    return values
+def _truncated_normal(generator, mean, stddev, shape):
+    """Normal(mean, stddev) without the values beyond two standard deviations: whole batches
+    are drawn and the values inside kept in order until there are enough, as Keras' NumPy
+    backend does, so that a seeded initializer gives the values Keras gives there."""
+    count = math.prod(shape)
+    kept, have = [np.zeros(0)], 0
+    while have < count:
+        batch = generator.normal(loc=mean, scale=stddev, size=count)
+        inside = batch[(batch >= mean - 2 * stddev) & (batch <= mean + 2 * stddev)]
+        kept.append(inside)
+        have += inside.size
+    return np.concatenate(kept)[:count].reshape(shape)
 
 
 class TruncatedNormal(_Random):
@@ -187,7 +192,7 @@ class TruncatedNormal(_Random):
         super().__init__(seed)
 
     def _draw(self, shape):
-        return self.mean + self.stddev * _truncated_standard_normal(self._generator(), shape)
+        return _truncated_normal(self._generator(), self.mean, self.stddev, shape)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -232,7 +237,7 @@ class VarianceScaling(_Random):
         if self.distribution == "untruncated_normal":
             return generator.normal(0.0, math.sqrt(variance), shape)
         stddev = math.sqrt(variance) / _TRUNCATED_STDDEV
-        return stddev * _truncated_standard_normal(generator, shape)
+        return _truncated_normal(generator, 0.0, stddev, shape)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "mode": self.mode,
