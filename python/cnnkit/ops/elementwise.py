@@ -11,9 +11,8 @@ import numpy as np
 
 from .. import _args, _core
 
-__all__ = ["affine_forward", "affine_backward", "normalization_forward", "normalization_affine",
-           "spatial_dropout_forward", "spatial_dropout_backward", "gaussian_noise_forward",
-           "NORMALIZATION_EPSILON"]
+__all__ = ["affine_forward", "affine_backward", "normalization_forward",
+           "spatial_dropout_forward", "spatial_dropout_backward", "gaussian_noise_forward"]
 
 # keras.backend.epsilon(): Normalization divides by max(sqrt(variance), this).
 NORMALIZATION_EPSILON = 1e-7
