@@ -172,6 +172,7 @@ def test_normalization_follows_set_weights():
     (lambda: L.Normalization(axis=-5)(randn(2, 3, 3, 3)), ValueError, "axis"),
     (lambda: L.Normalization(axis="last"), TypeError, "axis"),
     (lambda: L.Normalization(axis=(1, 1)), ValueError, "axis"),
+    (lambda: L.Normalization(axis=(1, -3))(randn(2, 3, 3, 3)), ValueError, "axis"),
     (lambda: L.Normalization(mean=1.0), ValueError, "variance"),
     (lambda: L.Normalization(mean=[1.0, 2.0], variance=[1.0]), ValueError, "variance"),
     (lambda: L.Normalization(mean=[[1.0]], variance=[[1.0]]), ValueError, "mean"),

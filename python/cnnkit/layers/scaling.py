@@ -1,8 +1,9 @@
 """Rescaling and Normalization: fixed per-channel affine maps of the input.
 
-Both run as y = x * a + b through one C++ kernel (ops.elementwise.affine_forward): a and b are
-the layer's values broadcast over the trailing block of axes they vary along (the channel
-axis, usually), expanded once into per-layer arrays so that a warm step allocates nothing.
+Both run through one C++ kernel, y = (x - c) * a + b (ops.elementwise.affine_forward):
+Rescaling is x * scale + offset, Normalization (x - mean) * (1 / s) or, inverted, x * s + mean.
+The values are broadcast over the trailing block of axes they vary along (the channel axis,
+usually) into per-layer arrays that are reused, so that a warm step allocates nothing.
 Neither has trainable weights; the gradient dy * a flows to the input, so either may sit
 anywhere in a model.
 """
@@ -60,7 +61,8 @@ class _Affine(Layer):
     def _prepare(self):
         self._expanded = Buffers()
 
-    def _param_shape(self):
+    def _param_shape(self, x_shape):
+        """The shape the layer's values broadcast from, for an input of x_shape."""
         raise NotImplementedError
 
     def forward(self, call, x, training=False):
@@ -176,7 +178,10 @@ class Normalization(_Affine):
         if any(a < -ndim or a >= ndim for a in self.axis):
             raise ValueError(f'Layer "{self.name}" (Normalization): every axis must be in '
                              f"[-{ndim}, {ndim}) for inputs of ndim={ndim}, got axis={self.axis}")
-        self._keep_axis = tuple(sorted(a % ndim for a in self.axis))
+        self._keep_axis = tuple(sorted({a % ndim for a in self.axis}))
+        if len(self._keep_axis) != len(self.axis):
+            raise ValueError(f'Layer "{self.name}" (Normalization): axis={self.axis} names one axis '
+                             f"twice for inputs of ndim={ndim}")
         for d in self._keep_axis:
             if input_shape[d] is None:
                 raise ValueError(f'Layer "{self.name}" (Normalization): the kept axis {d} must '
