@@ -304,13 +304,23 @@ def test_folding_matches_the_unfolded_model_and_follows_further_training(monkeyp
     model, (x, y) = residual_bn_model(), bn_data()
     graph = model._graph_for(False)
     assert len(graph.folds) == 2  # conv -> BN and Dense -> BN; the Add one is not folded
+    # The first conv's BN is read by a plain ReLU, which folds in as the conv's fused ReLU.
+    assert sorted(relu is not None for _, relu in graph.folds.values()) == [False, True]
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     calls = counting(monkeypatch, "batchnorm_forward_infer")
+    relus, activation_forward = [], Activation.forward
+
+    def counted_activation(self, call, x, training=False):
+        relus.append(1)
+        return activation_forward(self, call, x, training)
+
+    monkeypatch.setattr(Activation, "forward", counted_activation)
     folded = model.predict(x, verbose=0)
     assert len(calls) == 1 * 2  # only the unfoldable BN runs, once per batch of 32
+    assert not relus
     calls.clear()
     np.testing.assert_allclose(folded, unfolded_predict(model, x), rtol=1e-5, atol=1e-6)
-    assert len(calls) == 3 * 2
+    assert len(calls) == 3 * 2 and len(relus) == 2
     # further training moves every weight, the moving statistics included: the folded
     # weights follow, as they do after set_weights
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)

@@ -579,7 +579,10 @@ class Trainer:
     def predict_on_batch(self, x):
         xs = self._prepare_x(x)
         with self._exclusive():
-            outs = self._run(self.new_state(), xs, False)  # new arrays: they are the caller's
+            # The layers' reused workspaces (no fresh pages for every activation of every
+            # call); the outputs live there, so the caller gets copies, taken under the lock.
+            outs = self._run(self._step_state(False), xs, False)
+            outs = [o.copy() for o in outs]
         return self._pack_outputs(outs)
 
 

@@ -8,7 +8,9 @@ one kernel call replaces two (no pass over the activations for the normalization
 
 A pair folds when the BatchNormalization normalises the last axis, is the only reader of the
 producer's output, that output is not a model output, and the pass is an inference pass (the
-graph runs with training=False and the node does not force training=True).
+graph runs with training=False and the node does not force training=True). A plain ReLU that is
+the BatchNormalization's only reader folds too, as the producer kernel's fused ReLU: conv-BN-ReLU
+is then one kernel call (one pass over the output instead of three).
 
 The folded weights are recomputed on every forward pass, from the weights as they are then: no
 cache can go stale (after fit, set_weights, load_weights or an in-place edit). The cost is one
@@ -24,8 +26,32 @@ __all__ = ["ENABLED", "find_folds", "folded_forward"]
 ENABLED = True
 
 
+def _plain_relu(layer):
+    """Whether the layer is Activation('relu') or ReLU() with its defaults: max(x, 0)."""
+    from ..layers.activation import ReLU
+    from ..layers.core import Activation
+    if type(layer) is Activation:
+        return layer.activation == "relu"
+    return (type(layer) is ReLU and layer.max_value is None and layer.negative_slope == 0
+            and layer.threshold == 0)
+
+
+def _only_reader(steps, readers, number, output_numbers):
+    """The index of the one step reading tensor `number` (by a plain, single-input call), or
+    None when several read it, or it is a model output."""
+    reading = readers.get(number, [])
+    if number in output_numbers or len(reading) != 1:
+        return None
+    step = steps[reading[0]]
+    if step.packed or step.inputs != [number] or step.training is True or step.is_model:
+        return None
+    return reading[0]
+
+
 def find_folds(steps, output_numbers):
-    """{index of a producer step: index of the BatchNormalization step folded into it}."""
+    """{index of a producer step: (index of the BatchNormalization step folded into it, index
+    of the ReLU step folded after it or None)}. The ReLU runs inside the producer's kernel as
+    its fused activation, so conv-BN-ReLU at inference is one kernel call."""
     from ..layers.conv import Conv2D
     from ..layers.core import Dense
     from ..layers.normalization import BatchNormalization
@@ -42,23 +68,23 @@ def find_folds(steps, output_numbers):
         # An activity regularizer reads the output that folding never makes.
         if layer.activation != "linear" or layer.activity_regularizer is not None:
             continue
-        number = step.outputs[0]
-        reading = readers.get(number, [])
-        if number in output_numbers or len(reading) != 1:
+        j = _only_reader(steps, readers, step.outputs[0], output_numbers)
+        if j is None:
             continue
-        bn_step = steps[reading[0]]
-        bn = bn_step.layer
-        if (type(bn) is not BatchNormalization or bn_step.packed or bn_step.training is True
-                or bn_step.inputs != [number] or not bn.built
+        bn = steps[j].layer
+        if (type(bn) is not BatchNormalization or not bn.built
                 or bn._axis != len(bn.input_shape) - 1 or bn.activity_regularizer is not None):
             continue
-        folds[i] = reading[0]
+        k = _only_reader(steps, readers, steps[j].outputs[0], output_numbers)
+        relu = k is not None and _plain_relu(steps[k].layer) and \
+            steps[k].layer.activity_regularizer is None
+        folds[i] = (j, k if relu else None)
     return folds
 
 
-def folded_forward(producer, bn, call, x):
-    """bn(producer(x)) at inference in one kernel call, into the producer's buffers; None when
-    folding would cost more than it saves."""
+def folded_forward(producer, bn, call, x, relu=False):
+    """bn(producer(x)), then max(., 0) if relu, at inference in one kernel call, into the
+    producer's buffers; None when folding would cost more than it saves."""
     kernel = producer.kernel
     channels = kernel.shape[-1]
     out_size = int(np.prod(producer.compute_output_shape((len(x),) + x.shape[1:])))
@@ -81,4 +107,4 @@ def folded_forward(producer, bn, call, x):
     if bn.beta is not None:
         b = np.add(b, bn.beta, out=b)
     call.buf = buffers
-    return producer._linear(x, k, b, buffers)
+    return producer._linear(x, k, b, buffers, relu=relu)

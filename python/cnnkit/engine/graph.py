@@ -195,12 +195,19 @@ class Graph:
             if i in folded:
                 continue
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
-            j = folds.get(i)
-            y = None if j is None else folding.folded_forward(step.layer, steps[j].layer, child, x)
-            if y is not None:
-                values[step.outputs[0]] = values[steps[j].outputs[0]] = y
-                folded.add(j)
-                continue
+            fold = folds.get(i)
+            if fold is not None:
+                j, k = fold
+                y = folding.folded_forward(step.layer, steps[j].layer, child, x, k is not None)
+                if y is not None:
+                    # The producer's and BatchNormalization's outputs are never read (a fold
+                    # needs them read once, by the next folded step): they name the result.
+                    values[step.outputs[0]] = values[steps[j].outputs[0]] = y
+                    folded.add(j)
+                    if k is not None:
+                        values[steps[k].outputs[0]] = y
+                        folded.add(k)
+                    continue
             y = step.layer.forward(child, x, training if step.training is None else step.training)
             if step.is_model:
                 gs.activity_loss += child.active.activity_loss
