@@ -365,3 +365,21 @@ def test_a_built_layer_takes_other_sizes_on_the_axes_it_does_not_normalise():
             layer(rand((2, 8, 3), 12))  # another rank
     np.testing.assert_allclose(LayerNormalization()(x4), reference.layernorm_forward(
         x4.astype(np.float64)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("multiplier,use_bias", [(1, False), (2, True)])
+def test_depthwise_bn_relu_folds_into_one_depthwise_call(monkeypatch, multiplier, use_bias):
+    from cnnkit.layers import DepthwiseConv2D
+    set_random_seed(4)
+    model = Sequential([cnnkit.Input((7, 7, 3)),
+                        DepthwiseConv2D(3, padding="same", depth_multiplier=multiplier,
+                                        use_bias=use_bias),
+                        BatchNormalization(), Activation("relu"), Flatten(), Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    x = rand((24, 7, 7, 3), 5)
+    model.fit(x, rand((24, 2), 6), batch_size=8, epochs=2, verbose=0)  # moving stats move
+    assert list(model._graph_for(False).folds.values()) == [(1, 2)]
+    calls = counting(monkeypatch, "batchnorm_forward_infer")
+    np.testing.assert_allclose(model.predict(x, verbose=0), unfolded_predict(model, x),
+                               rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1  # the unfolded pass only

@@ -1,4 +1,5 @@
-"""Inference folding: a BatchNormalization right after a linear Conv2D or Dense runs inside it.
+"""Inference folding: a BatchNormalization right after a linear Conv2D, DepthwiseConv2D or Dense
+runs inside it.
 
 At inference a BatchNormalization is a per-channel affine map with constant coefficients,
 s = gamma / sqrt(moving_variance + epsilon) and t = beta - moving_mean * s; after a layer whose
@@ -54,6 +55,7 @@ def find_folds(steps, output_numbers):
     its fused activation, so conv-BN-ReLU at inference is one kernel call."""
     from ..layers.conv import Conv2D
     from ..layers.core import Dense
+    from ..layers.depthwise_conv import DepthwiseConv2D
     from ..layers.normalization import BatchNormalization
     readers = {}
     for i, step in enumerate(steps):
@@ -63,7 +65,7 @@ def find_folds(steps, output_numbers):
     for i, step in enumerate(steps):
         layer = step.layer
         # Exact types: a subclass may compute something else in forward.
-        if step.is_model or not step.single_output or type(layer) not in (Conv2D, Dense):
+        if step.is_model or not step.single_output or type(layer) not in (Conv2D, DepthwiseConv2D, Dense):
             continue
         # An activity regularizer reads the output that folding never makes.
         if layer.activation != "linear" or layer.activity_regularizer is not None:
@@ -86,7 +88,7 @@ def folded_forward(producer, bn, call, x, relu=False):
     """bn(producer(x)), then max(., 0) if relu, at inference in one kernel call, into the
     producer's buffers; None when folding would cost more than it saves."""
     kernel = producer.kernel
-    channels = kernel.shape[-1]
+    channels = len(bn.moving_mean)  # the producer's output channels
     out_size = int(np.prod(producer.compute_output_shape((len(x),) + x.shape[1:])))
     if out_size < kernel.size:
         return None
@@ -97,7 +99,9 @@ def folded_forward(producer, bn, call, x, relu=False):
     s = np.divide(np.float32(1.0), s, out=s)
     if bn.gamma is not None:
         s = np.multiply(s, bn.gamma, out=s)
-    k = np.multiply(kernel, s, out=buffers("fold_kernel", kernel.shape))
+    # A depthwise kernel (kh, kw, C, multiplier) makes output channel c * multiplier + m.
+    scale = s if kernel.shape[-1] == channels else s.reshape(kernel.shape[-2:])
+    k = np.multiply(kernel, scale, out=buffers("fold_kernel", kernel.shape))
     b = buffers("fold_bias", (channels,))
     if producer.bias is not None:
         b = np.subtract(producer.bias, bn.moving_mean, out=b)

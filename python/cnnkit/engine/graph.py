@@ -12,7 +12,7 @@ input) gets the sum of their gradients: the first one is kept as it is (often a 
 another buffer, or the layer's own), and the sum goes into a buffer of this graph's, so that
 nothing is ever added into an array the graph does not own (micrograd's `+=`, made safe).
 
-An inference pass folds each BatchNormalization that follows a linear Conv2D or Dense into it
+An inference pass folds each BatchNormalization that follows a linear convolution or Dense into it
 (engine/folding.py): one kernel call instead of two.
 """
 import numpy as np
@@ -183,7 +183,7 @@ class Graph:
 
     def forward(self, gs, inputs, training):
         """inputs: one array per graph input; returns one array per output. An inference pass
-        runs each BatchNormalization of self.folds inside the Conv2D or Dense before it
+        runs each BatchNormalization of self.folds inside the layer before it
         (engine/folding.py)."""
         values, steps = gs.values, self.steps
         for number, x in zip(self.input_numbers, inputs):

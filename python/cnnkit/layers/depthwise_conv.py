@@ -38,13 +38,18 @@ class DepthwiseConv2D(BaseConv):
         super().build(input_shape)
 
     def forward(self, call, x, training=False):
-        g = self._window(x.shape)
         call.x, buffers = x, call.buffers(x.shape)
-        oc = x.shape[3] * self.depth_multiplier
-        z = _core.depthwise_conv2d_forward(x, self.kernel, self.bias, g.SH, g.SW, g.DH, g.DW,
-                                           g.PT, g.PL, g.OH, g.OW, relu=self._fuses_relu,
-                                           out=buffers("z", (len(x), g.OH, g.OW, oc)))
+        z = self._linear(x, self.kernel, self.bias, buffers, relu=self._fuses_relu)
         return self._activate(call, z, self._fuses_relu, buffers)
+
+    def _linear(self, x, kernel, bias, buffers, relu=False):
+        """The depthwise convolution of x with this kernel and bias (or others of their shapes:
+        inference folding passes a BatchNormalization's scaled copies), into buffers("z")."""
+        g = self._window(x.shape)
+        oc = x.shape[3] * self.depth_multiplier
+        return _core.depthwise_conv2d_forward(x, kernel, bias, g.SH, g.SW, g.DH, g.DW,
+                                              g.PT, g.PL, g.OH, g.OW, relu=relu,
+                                              out=buffers("z", (len(x), g.OH, g.OW, oc)))
 
     def backward_from_logits(self, call, dz):
         x = call.x
