@@ -1,7 +1,7 @@
 """The CIFAR-10 ResNet of keras.io ("Trains a ResNet on the CIFAR10 dataset", ResNet v1 of
 depth 20), written as that example writes its model, with cnnkit in place of keras.
 
-    python examples/cifar10_resnet.py [epochs]
+    python examples/cifar10_resnet.py
 
 Each residual block is Conv2D-BatchNormalization-ReLU-Conv2D-BatchNormalization, added to its
 input (through a strided 1x1 Conv2D where the image halves), then ReLU; the kernels are
@@ -13,8 +13,6 @@ schedule or ReduceLROnPlateau (cnnkit has neither yet), a fixed Adam learning ra
 a default of 3 epochs (the example trains 200). CIFAR-10 is read from $CNNKIT_DATA or
 ~/.cnnkit/datasets, or downloaded there.
 """
-import sys
-
 import cnnkit as keras
 from cnnkit.datasets import cifar10
 from cnnkit.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense,
@@ -22,7 +20,7 @@ from cnnkit.layers import (Activation, AveragePooling2D, BatchNormalization, Con
 from cnnkit.models import Model
 from cnnkit.regularizers import l2
 
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+epochs = 3
 batch_size = 32
 num_classes = 10
 

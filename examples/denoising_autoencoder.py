@@ -3,7 +3,7 @@
 writes it (a subclassed Model of two Sequential halves, Conv2DTranspose in the decoder) with
 cnnkit in place of TensorFlow.
 
-    python examples/denoising_autoencoder.py [epochs]
+    python examples/denoising_autoencoder.py
 
 What differs from the tutorial: CIFAR-10 colour images (32x32x3) instead of Fashion-MNIST
 (28x28x1), so the last convolution has 3 filters; the noise comes from NumPy instead of
@@ -13,8 +13,6 @@ noisy and denoised, is printed instead of plotted. The model learns to map noisy
 images (Gaussian noise of standard deviation 0.2, clipped to [0, 1]) back to the clean ones.
 CIFAR-10 is read from $CNNKIT_DATA or ~/.cnnkit/datasets, or downloaded there.
 """
-import sys
-
 import numpy as np
 
 import cnnkit as keras
@@ -22,7 +20,7 @@ from cnnkit import layers, losses
 from cnnkit.datasets import cifar10
 from cnnkit.models import Model
 
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+epochs = 3
 
 (x_train, _), (x_test, _) = cifar10.load_data()
 x_train = x_train.astype("float32") / 255.

@@ -88,8 +88,8 @@ def test_residual_classifier(run_example):
     assert model.name == "toy_resnet" and not isinstance(model, cnnkit.Sequential)
     adds = [layer for layer in model.layers if isinstance(layer, cnnkit.layers.Add)]
     assert len(adds) == 2
-    # The guide's toy ResNet with Flatten for GlobalAveragePooling2D: 7x7x64 -> Dense(256).
-    assert model.count_params() == 1_009_674
+    assert model.count_params() == 223_242  # as the guide's summary says
+    assert any(isinstance(layer, cnnkit.layers.GlobalAveragePooling2D) for layer in model.layers)
     assert model.get_layer(index=-1).output_activation in (None, "linear")  # logits
     assert len(fits) == 1 and fits[0]["validation_split"] == 0.2 and fits[0]["batch_size"] == 64
     logs = finite_history(ns["history"], ["loss", "acc", "val_loss", "val_acc"])
@@ -141,3 +141,41 @@ def test_two_input_model(run_example):
     probs /= probs.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(out["same_class"], same, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["class_a"], probs, rtol=1e-4, atol=1e-5)
+
+
+def test_cifar10_resnet(run_example):
+    ns, fits = run_example("cifar10_resnet.py")
+    model = ns["model"]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 19 and kinds.count("Add") == 9, kinds
+    assert kinds.count("Conv2D") == 21 and "AveragePooling2D" in kinds
+    assert model.count_params() == 274_442  # keras.io's ResNet20 v1 summary
+    regularized = [layer for layer in model.layers if isinstance(layer, cnnkit.layers.Conv2D)]
+    assert all(layer.kernel_regularizer.l2 == pytest.approx(1e-4) for layer in regularized)
+    assert len(fits) == 1 and fits[0]["batch_size"] == 32
+    logs = finite_history(ns["history"], ["loss", "accuracy", "val_loss", "val_accuracy"])
+    test_loss, test_acc = ns["scores"]
+    assert test_loss == pytest.approx(logs["val_loss"], rel=1e-4) and 0 <= test_acc <= 1
+    # evaluate's loss is the cross-entropy plus the kernels' L2 penalty: without the
+    # regularizers, the same model and data lose exactly that penalty.
+    penalty = sum(1e-4 * float(np.sum(layer.kernel.astype(np.float64) ** 2))
+                  for layer in regularized)
+    for layer in regularized:
+        layer._weight_regularizers = []
+    data_loss, _ = model.evaluate(ns["x_test"], ns["y_test"], verbose=0)
+    assert penalty > 1e-3 and test_loss == pytest.approx(data_loss + penalty, rel=1e-5)
+
+
+def test_denoising_autoencoder(run_example, capsys):
+    ns, fits = run_example("denoising_autoencoder.py")
+    autoencoder = ns["autoencoder"]
+    assert isinstance(autoencoder, cnnkit.Model)
+    kinds = [type(layer).__name__ for layer in autoencoder.decoder.layers]
+    assert kinds == ["Conv2DTranspose", "Conv2DTranspose", "Conv2D"]
+    assert ns["encoded_imgs"].shape == (N_TEST, 8, 8, 8)
+    decoded = ns["decoded_imgs"]
+    assert decoded.shape == (N_TEST, 32, 32, 3) and decoded.min() >= 0 and decoded.max() <= 1
+    logs = finite_history(ns["history"], ["loss", "val_loss"])
+    assert logs["val_loss"] == pytest.approx(
+        float(np.mean((decoded.astype(np.float64) - ns["x_test"]) ** 2)), rel=1e-3)
+    assert "Test MSE: noisy" in capsys.readouterr().out
