@@ -1,9 +1,11 @@
 """cnnkit against PyTorch and TensorFlow (Keras 3) on the CPU: training and inference speed of the
-classic Keras CIFAR-10 CNN and training speed of cnnkit's conv autoencoder, at one thread and at
-all cores, peak memory of a training run, and what a warm cnnkit training step allocates.
+classic Keras CIFAR-10 CNN, of a CIFAR ResNet-20 and of a small MobileNet (bench/_models.py), and
+training speed of cnnkit's conv autoencoder, at one thread and at all cores, peak memory of a
+training run, and what a warm cnnkit training step allocates.
 
     python bench/compare.py [--repeats 3] [--steps 15] [--threads 1,2] [--only cnnkit,torch,tf]
                             [--warmup 3] [--batch 64] [--alloc-steps 200] [--markdown]
+                            [--workloads cnn_train,cnn_infer,ae_train,resnet_train,...]
 
 Each framework runs in its own process (bench/_peers.py; see there how each one runs the models),
 so that no two runtimes' thread pools compete for the cores and ru_maxrss is that framework's.
@@ -21,7 +23,9 @@ is 3 times the forward pass (forward, input gradient, weight gradient), less the
 of the first layer, which none of them computes (the model's input needs no gradient: cnnkit
 skips it, PyTorch's input does not require grad, TF prunes it from the train step's graph). The
 matmul rate is NumPy's float32 1024^3 matmul at the same thread count, measured in every round.
-Defaults take about 2 minutes on 2 cores (120 s measured here).
+On 2 cores, the first three workloads took 120 s with the defaults; the four ResNet-20 and
+MobileNet ones took 520 s with --steps 10 (so all seven with the defaults take some 12 minutes;
+--workloads picks some).
 """
 import os
 

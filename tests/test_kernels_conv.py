@@ -9,6 +9,7 @@ import pytest
 from cnnkit import _core, ops
 from cnnkit import reference as R
 from cnnkit.reference.conv import conv_window, transpose_window
+from test_reference_gradients import numeric_grad
 
 
 def rand(rng, *shape, dtype=np.float32):
@@ -224,18 +225,6 @@ def test_random_shapes(isa_threads, seed):
 
 
 # ---------------------------------------------------------------- the reference's gradients
-
-def numeric_grad(loss, array, h=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + h
-        plus = loss()
-        array[index] = saved - h
-        minus = loss()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
 
 
 def check_reference_gradients(fwd, bwd, x, w, b, kwargs, rng):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cnnkit import _core, ops, reference as R
+from test_reference_gradients import numeric_grad
 
 rng = np.random.default_rng(2026)
 
@@ -128,18 +129,6 @@ def test_results_do_not_depend_on_the_thread_count():
 
 
 # ---------------------------------------------------------------- reference gradients
-
-def numeric_grad(loss, array, h=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + h
-        plus = loss()
-        array[index] = saved - h
-        minus = loss()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("scale_shape", [(), (3,), (4, 1, 3)])

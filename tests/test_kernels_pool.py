@@ -7,6 +7,7 @@ import pytest
 
 from cnnkit import _core, ops
 from cnnkit import reference as R
+from test_reference_gradients import numeric_grad
 
 
 def rand(rng, *shape, dtype=np.float32):
@@ -15,20 +16,6 @@ def rand(rng, *shape, dtype=np.float32):
 
 def assert_close(actual, expected, tol=1e-5):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol, atol=tol)
-
-
-def numeric_grad(loss, array, h=1e-6):
-    """d loss() / d array by central differences in float64, perturbing `array` in place."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + h
-        plus = loss()
-        array[index] = saved - h
-        minus = loss()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
 
 
 def random_pool_case(rng):

@@ -3,7 +3,6 @@ Activation / Dense / Conv2D with any activation): lookup by name and by Keras' f
 forward and backward against cnnkit.reference, Keras parity (values, configs), bad arguments,
 training through fit, and no allocation in a warm step."""
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from cnnkit import activations, layers, reference as R
 from cnnkit.layers import ELU, PReLU, ReLU, LeakyReLU, Softmax, Activation, Conv2D, Dense
 from cnnkit.models import Sequential
 from cnnkit.utils import set_random_seed
+from test_step_allocations import traced_growth
 
 # Keras' numpy backend warns about NumPy 2's copy keyword when its set_weights reads our arrays.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -367,16 +367,7 @@ def test_a_warm_step_with_unfused_activations_allocates_nothing():
     y = np.eye(3, dtype=np.float32)[r.integers(0, 3, 16)]
     for _ in range(2):
         model.train_on_batch(x, y)
-    tracemalloc.start()
-    try:
-        rises = []
-        for _ in range(4):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            model.train_on_batch(x, y)
-            rises.append(tracemalloc.get_traced_memory()[1] - before)
-    finally:
-        tracemalloc.stop()
+    rises = traced_growth(lambda: model.train_on_batch(x, y), steps=4)
     # the logs and a few small objects; an activation array alone would be 16*8*8*4*4 = 16 KiB
     assert max(rises) < 12 * 1024, rises
 

@@ -2,7 +2,6 @@
 configs), the layers' gradients against the reference, training a model with fit, freezing,
 saving and loading the moving statistics, a warm step without allocations, and bad arguments."""
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from cnnkit.layers import (Activation, BatchNormalization, Conv2D, Dense, Flatte
                            LayerNormalization, MaxPooling2D)
 from cnnkit.models import Sequential, load_model
 from cnnkit.utils import set_random_seed
+from test_step_allocations import traced_growth
 
 
 def keras_module():
@@ -208,16 +208,7 @@ def test_a_warm_training_step_with_batchnorm_allocates_almost_nothing():
     model, (x, y) = bn_cnn(), bn_data(16)
     for _ in range(3):
         model.train_on_batch(x, y)
-    tracemalloc.start()
-    try:
-        rises = []
-        for _ in range(4):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            model.train_on_batch(x, y)
-            rises.append(tracemalloc.get_traced_memory()[1] - before)
-    finally:
-        tracemalloc.stop()
+    rises = traced_growth(lambda: model.train_on_batch(x, y), steps=4)
     assert max(rises) < 64 * 1024, rises
 
 

@@ -3,7 +3,6 @@ against Keras (for the random layers: statistics, the inference identity and the
 structure), gradients, argument errors, training with fit, saving, and no allocation in a warm
 step."""
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import cnnkit
 from cnnkit import layers as L, reference as R
 from cnnkit.utils import set_random_seed
+from test_step_allocations import traced_growth
 
 rng = np.random.default_rng(12)
 
@@ -323,15 +323,6 @@ def test_a_warm_step_through_these_layers_allocates_nothing_large():
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     for _ in range(2):
         model.train_on_batch(x, y)
-    tracemalloc.start()
-    try:
-        rises = []
-        for _ in range(4):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            model.train_on_batch(x, y)
-            rises.append(tracemalloc.get_traced_memory()[1] - before)
-    finally:
-        tracemalloc.stop()
+    rises = traced_growth(lambda: model.train_on_batch(x, y), steps=4)
     one_activation = x[..., :1].size * 16 * 4  # a (32, 32, 32, 16) float32 array
     assert max(rises) < min(128 * 1024, one_activation // 4), rises

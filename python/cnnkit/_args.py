@@ -18,7 +18,8 @@ class Window2d(NamedTuple):
     """The geometry of a convolution or pooling window over an NHWC batch (cnnkit.h: Window2d).
 
     PT/PL are the padding rows/columns before the first row/column; the bottom and right
-    padding follow from OH and OW."""
+    padding follow from OH and OW. DH/DW: the dilation of a convolution's kernel (1 for
+    pooling)."""
     N: int
     H: int
     W: int
@@ -31,6 +32,8 @@ class Window2d(NamedTuple):
     PL: int
     OH: int
     OW: int
+    DH: int = 1
+    DW: int = 1
 
 
 def _prefix(fn):

@@ -5,34 +5,17 @@ sums over the kernel's taps of strided views of the zero-padded input: independe
 kernels' im2col, GEMM and direct loops. Also the geometry the ops share (conv_window,
 transpose_window): Keras' output sizes and paddings, dilation included.
 """
-from typing import NamedTuple
-
 import numpy as np
 
-from .._args import (_window_1d, bias_array, float_array, float_array_like, pair, padding_mode,
-                     positive_int, working_dtype)
+from .._args import (Window2d, _window_1d, bias_array, float_array, float_array_like, pair,
+                     padding_mode, positive_int, working_dtype)
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_transpose_forward",
            "conv2d_transpose_backward", "depthwise_conv2d_forward", "depthwise_conv2d_backward"]
 
 
-class ConvWindow(NamedTuple):
-    """The geometry of a convolution over (N,H,W,C) (cnnkit.h: Window2d): a KH x KW kernel,
-    dilated by DH x DW; PT/PL zero rows/columns before the image; an OH x OW output."""
-    N: int
-    H: int
-    W: int
-    C: int
-    KH: int
-    KW: int
-    SH: int
-    SW: int
-    PT: int
-    PL: int
-    OH: int
-    OW: int
-    DH: int
-    DW: int
+# The geometry of a convolution over (N,H,W,C), dilation included (cnnkit.h: Window2d).
+ConvWindow = Window2d
 
 
 def _prefix(fn):
