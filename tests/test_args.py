@@ -100,7 +100,9 @@ def test_geometry_matches_keras(size, k, s, padding, out, pad_before):
 def test_conv_and_pool_geometry_return_window2d():
     g = A.conv_geometry((2, 6, 6, 3), (3, 3, 3, 8), 2, "SAME", "f")
     assert g == A.Window2d(2, 6, 6, 3, 3, 3, 2, 2, 0, 0, 3, 3)
-    assert g._fields == ("N", "H", "W", "C", "KH", "KW", "SH", "SW", "PT", "PL", "OH", "OW")
+    assert g._fields == ("N", "H", "W", "C", "KH", "KW", "SH", "SW", "PT", "PL", "OH", "OW",
+                         "DH", "DW")
+    assert (g.DH, g.DW) == (1, 1)  # no dilation unless a convolution asks for it
     assert all(type(v) is int for v in g)
     pool = A.pool_geometry((1, 7, 7, 1), 3, None, "valid")  # strides default to pool_size
     assert pool == A.Window2d(1, 7, 7, 1, 3, 3, 3, 3, 0, 0, 2, 2)
