@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace cnnkit {
@@ -38,10 +39,18 @@ int64_t chunk_count(int64_t rows, int64_t cols) {
 // output gives 0, not NaN). Without a fused ReLU (Mask false) dout itself.
 template <bool Mask>
 inline float gated(float d, const float* y, int64_t i) {
-    if constexpr (Mask)
-        return y[i] > 0.0f ? d : 0.0f;
-    else
+    if constexpr (Mask) {
+        // d & (all ones where y > 0, else 0): +0 or d, as the select, but without a branch
+        // that would keep the compiler from vectorising the loops around it.
+        uint32_t bits;
+        std::memcpy(&bits, &d, sizeof bits);
+        bits &= 0u - static_cast<uint32_t>(y[i] > 0.0f);
+        float g;
+        std::memcpy(&g, &bits, sizeof g);
+        return g;
+    } else {
         return d;
+    }
 }
 
 // Sum of n floats in double, in 8 lanes so that the loop vectorises (a single double
