@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace cnnkit {
@@ -31,6 +32,25 @@ constexpr int64_t kBlockValues = 4096;
 int64_t chunk_count(int64_t rows, int64_t cols) {
     return std::max<int64_t>(
         1, std::min<int64_t>({kMaxChunks, rows, rows * cols / kChunkMin, kWorkspaceMax / cols}));
+}
+
+// The gradient reaching the normalization's output when a ReLU is fused after it: dout where
+// the stored output y is > 0, else 0 (a select, as relu_backward: an infinite dout past a zero
+// output gives 0, not NaN). Without a fused ReLU (Mask false) dout itself.
+template <bool Mask>
+inline float gated(float d, const float* y, int64_t i) {
+    if constexpr (Mask) {
+        // d & (all ones where y > 0, else 0): +0 or d, as the select, but without a branch
+        // that would keep the compiler from vectorising the loops around it.
+        uint32_t bits;
+        std::memcpy(&bits, &d, sizeof bits);
+        bits &= 0u - static_cast<uint32_t>(y[i] > 0.0f);
+        float g;
+        std::memcpy(&g, &bits, sizeof g);
+        return g;
+    } else {
+        return d;
+    }
 }
 
 // Sum of n floats in double, in 8 lanes so that the loop vectorises (a single double
@@ -74,6 +94,29 @@ double sum_prod_dev(const float* a, const float* b, int64_t n, double mu) {
     for (; i < n; ++i) s += static_cast<double>(a[i]) * (b[i] - mu);
     for (int k = 0; k < 8; ++k) s += lane[k];
     return s;
+}
+
+// sum_double(d) and sum_prod_dev(d, x, mu) of the gated gradient d = gated(dout, y), in one
+// pass and in the same order as those (so a fused ReLU gives the unfused sums bit for bit).
+void sums_gated(double& sd, double& sdx, const float* dout, const float* y, const float* x,
+                int64_t n, double mu) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, lanex[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) {
+            const float d = gated<true>(dout[i + k], y, i + k);
+            lane[k] += d;
+            lanex[k] += static_cast<double>(d) * (x[i + k] - mu);
+        }
+    double s = 0.0, sx = 0.0;
+    for (; i < n; ++i) {
+        const float d = gated<true>(dout[i], y, i);
+        s += d;
+        sx += static_cast<double>(d) * (x[i] - mu);
+    }
+    for (int k = 0; k < 8; ++k) s += lane[k], sx += lanex[k];
+    sd = s;
+    sdx = sx;
 }
 
 // Chan's merge of (na, mean, m2) with a group of nb values of mean bmean and m2 bm2, per channel.
@@ -153,9 +196,20 @@ void moments_strided(double* mean, double* var, const float* inp, int64_t outer,
     }
 }
 
-// out = inp * scale[c] + shift[c] over (outer, C, inner).
-void scale_shift(float* out, const float* inp, const float* scale, const float* shift,
-                 int64_t outer, int C, int64_t inner) {
+// out = inp * scale[c] + shift[c] over (outer, C, inner), then max(., 0) when Relu (written as
+// relu_forward writes it, so that a NaN passes through).
+template <bool Relu>
+inline float affine_out(float x, float a, float b) {
+    const float v = x * a + b;
+    if constexpr (Relu)
+        return v < 0.0f ? 0.0f : v;
+    else
+        return v;
+}
+
+template <bool Relu>
+void scale_shift_impl(float* out, const float* inp, const float* scale, const float* shift,
+                      int64_t outer, int C, int64_t inner) {
     if (inner == 1) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (outer * C > kParallelMin)
@@ -163,7 +217,7 @@ void scale_shift(float* out, const float* inp, const float* scale, const float* 
         for (int64_t r = 0; r < outer; ++r) {
             const float* x = inp + r * C;
             float* y = out + r * C;
-            for (int c = 0; c < C; ++c) y[c] = x[c] * scale[c] + shift[c];
+            for (int c = 0; c < C; ++c) y[c] = affine_out<Relu>(x[c], scale[c], shift[c]);
         }
         return;
     }
@@ -176,8 +230,16 @@ void scale_shift(float* out, const float* inp, const float* scale, const float* 
         const float a = scale[c], b = shift[c];
         const float* x = inp + p * inner;
         float* y = out + p * inner;
-        for (int64_t i = 0; i < inner; ++i) y[i] = x[i] * a + b;
+        for (int64_t i = 0; i < inner; ++i) y[i] = affine_out<Relu>(x[i], a, b);
     }
+}
+
+void scale_shift(float* out, const float* inp, const float* scale, const float* shift,
+                 int64_t outer, int C, int64_t inner, bool relu) {
+    if (relu)
+        scale_shift_impl<true>(out, inp, scale, shift, outer, C, inner);
+    else
+        scale_shift_impl<false>(out, inp, scale, shift, outer, C, inner);
 }
 
 // Keras' batch_normalization: inv = invstd * gamma, out = x * inv + (beta - mean * inv).
@@ -189,9 +251,11 @@ void affine_of(std::vector<float>& scale, std::vector<float>& shift, const float
     }
 }
 
-// sdy[c] = sum dout, sdyx[c] = sum dout * (inp - mean[c]), in double, over (outer, C, inner).
-void grad_sums(double* sdy, double* sdyx, const float* dout, const float* inp, const float* mean,
-               int64_t outer, int C, int64_t inner) {
+// sdy[c] = sum d, sdyx[c] = sum d * (inp - mean[c]), in double, over (outer, C, inner), with
+// d = gated<Mask>(dout, y).
+template <bool Mask>
+void grad_sums(double* sdy, double* sdyx, const float* dout, const float* y, const float* inp,
+               const float* mean, int64_t outer, int C, int64_t inner) {
     if (inner > 1) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (outer * C * inner > kParallelMin)
@@ -200,8 +264,15 @@ void grad_sums(double* sdy, double* sdyx, const float* dout, const float* inp, c
             double s = 0.0, sx = 0.0;
             for (int64_t o = 0; o < outer; ++o) {
                 const int64_t at = (o * C + c) * inner;
-                s += sum_double(dout + at, inner);
-                sx += sum_prod_dev(dout + at, inp + at, inner, mean[c]);
+                if constexpr (Mask) {
+                    double ps, psx;
+                    sums_gated(ps, psx, dout + at, y + at, inp + at, inner, mean[c]);
+                    s += ps;
+                    sx += psx;
+                } else {
+                    s += sum_double(dout + at, inner);
+                    sx += sum_prod_dev(dout + at, inp + at, inner, mean[c]);
+                }
             }
             sdy[c] = s;
             sdyx[c] = sx;
@@ -218,10 +289,12 @@ void grad_sums(double* sdy, double* sdyx, const float* dout, const float* inp, c
         double* sx = s + K * C;
         for (int64_t r = M * k / K; r < M * (k + 1) / K; ++r) {
             const float* d = dout + r * C;
+            const float* yr = Mask ? y + r * C : nullptr;
             const float* x = inp + r * C;
             for (int c = 0; c < C; ++c) {
-                s[c] += d[c];
-                sx[c] += static_cast<double>(d[c]) * (x[c] - mean[c]);
+                const float g = gated<Mask>(d[c], yr, c);
+                s[c] += g;
+                sx[c] += static_cast<double>(g) * (x[c] - mean[c]);
             }
         }
     }
@@ -231,12 +304,47 @@ void grad_sums(double* sdy, double* sdyx, const float* dout, const float* inp, c
         for (int c = 0; c < C; ++c) sdy[c] += ws[k * C + c], sdyx[c] += ws[(K + k) * C + c];
 }
 
+// dinp = a[c] * d + b[c] * (inp - mean[c]) + c0[c] over (outer, C, inner), d = gated<Mask>(dout, y).
+template <bool Mask>
+void input_grad(float* dinp, const float* dout, const float* y, const float* inp,
+                const float* mean, const float* a, const float* b, const float* c0,
+                int64_t outer, int C, int64_t inner) {
+    if (inner == 1) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (outer * C > kParallelMin)
+#endif
+        for (int64_t r = 0; r < outer; ++r) {
+            const float* d = dout + r * C;
+            const float* yr = Mask ? y + r * C : nullptr;
+            const float* x = inp + r * C;
+            float* dx = dinp + r * C;
+            for (int c = 0; c < C; ++c)
+                dx[c] = a[c] * gated<Mask>(d[c], yr, c) + b[c] * (x[c] - mean[c]) + c0[c];
+        }
+        return;
+    }
+    const int64_t planes = outer * C;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (planes * inner > kParallelMin)
+#endif
+    for (int64_t p = 0; p < planes; ++p) {
+        const int c = static_cast<int>(p % C);
+        const float ac = a[c], bc = b[c], cc = c0[c], mu = mean[c];
+        const float* d = dout + p * inner;
+        const float* yp = Mask ? y + p * inner : nullptr;
+        const float* x = inp + p * inner;
+        float* dx = dinp + p * inner;
+        for (int64_t i = 0; i < inner; ++i)
+            dx[i] = ac * gated<Mask>(d[i], yp, i) + bc * (x[i] - mu) + cc;
+    }
+}
+
 }  // namespace
 
 void batchnorm_forward_train(float* out, float* mean, float* var, float* invstd,
                              float* moving_mean, float* moving_var, const float* inp,
                              const float* gamma, const float* beta, int64_t outer, int C,
-                             int64_t inner, float eps, float momentum) {
+                             int64_t inner, float eps, float momentum, bool relu) {
     // inp and out are (outer,C,inner); mean, var, invstd, moving_*, gamma, beta are (C)
     std::vector<double> dmean(C), dvar(C);
     if (inner == 1)
@@ -253,12 +361,12 @@ void batchnorm_forward_train(float* out, float* mean, float* var, float* invstd,
     }
     std::vector<float> scale(C), shift(C);
     affine_of(scale, shift, mean, invstd, gamma, beta, C);
-    scale_shift(out, inp, scale.data(), shift.data(), outer, C, inner);
+    scale_shift(out, inp, scale.data(), shift.data(), outer, C, inner, relu);
 }
 
 void batchnorm_forward_infer(float* out, float* invstd, const float* inp, const float* gamma,
                              const float* beta, const float* mean, const float* var,
-                             int64_t outer, int C, int64_t inner, float eps) {
+                             int64_t outer, int C, int64_t inner, float eps, bool relu) {
     // inp and out are (outer,C,inner); invstd, gamma, beta, mean, var are (C)
     std::vector<float> inv(C), scale(C), shift(C);
     for (int c = 0; c < C; ++c) {
@@ -266,16 +374,22 @@ void batchnorm_forward_infer(float* out, float* invstd, const float* inp, const 
         if (invstd) invstd[c] = inv[c];
     }
     affine_of(scale, shift, mean, inv.data(), gamma, beta, C);
-    scale_shift(out, inp, scale.data(), shift.data(), outer, C, inner);
+    scale_shift(out, inp, scale.data(), shift.data(), outer, C, inner, relu);
 }
 
 void batchnorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout,
                         const float* inp, const float* mean, const float* invstd,
-                        const float* gamma, int64_t outer, int C, int64_t inner, bool batch_stats) {
-    // dinp, dout, inp are (outer,C,inner); dgamma, dbeta, mean, invstd, gamma are (C)
+                        const float* gamma, const float* relu_out, int64_t outer, int C,
+                        int64_t inner, bool batch_stats) {
+    // dinp, dout, inp, relu_out are (outer,C,inner); dgamma, dbeta, mean, invstd, gamma are (C)
+    const bool mask = relu_out != nullptr;
     std::vector<double> sdy(C), sdyx(C);
-    if (dgamma || dbeta || batch_stats)
-        grad_sums(sdy.data(), sdyx.data(), dout, inp, mean, outer, C, inner);
+    if (dgamma || dbeta || batch_stats) {
+        if (mask)
+            grad_sums<true>(sdy.data(), sdyx.data(), dout, relu_out, inp, mean, outer, C, inner);
+        else
+            grad_sums<false>(sdy.data(), sdyx.data(), dout, nullptr, inp, mean, outer, C, inner);
+    }
     for (int c = 0; c < C; ++c) {
         if (dgamma) dgamma[c] = static_cast<float>(sdyx[c] * invstd[c]);
         if (dbeta) dbeta[c] = static_cast<float>(sdy[c]);
@@ -294,30 +408,12 @@ void batchnorm_backward(float* dinp, float* dgamma, float* dbeta, const float* d
             c0[c] = static_cast<float>(-s * sdy[c] / n);
         }
     }
-    if (inner == 1) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (outer * C > kParallelMin)
-#endif
-        for (int64_t r = 0; r < outer; ++r) {
-            const float* d = dout + r * C;
-            const float* x = inp + r * C;
-            float* dx = dinp + r * C;
-            for (int c = 0; c < C; ++c) dx[c] = a[c] * d[c] + b[c] * (x[c] - mean[c]) + c0[c];
-        }
-        return;
-    }
-    const int64_t planes = outer * C;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (planes * inner > kParallelMin)
-#endif
-    for (int64_t p = 0; p < planes; ++p) {
-        const int c = static_cast<int>(p % C);
-        const float ac = a[c], bc = b[c], cc = c0[c], mu = mean[c];
-        const float* d = dout + p * inner;
-        const float* x = inp + p * inner;
-        float* dx = dinp + p * inner;
-        for (int64_t i = 0; i < inner; ++i) dx[i] = ac * d[i] + bc * (x[i] - mu) + cc;
-    }
+    if (mask)
+        input_grad<true>(dinp, dout, relu_out, inp, mean, a.data(), b.data(), c0.data(), outer,
+                         C, inner);
+    else
+        input_grad<false>(dinp, dout, nullptr, inp, mean, a.data(), b.data(), c0.data(), outer,
+                          C, inner);
 }
 
 void layernorm_forward(float* out, float* mean, float* invstd, const float* inp,

@@ -15,21 +15,28 @@ namespace cnnkit {
 // over the batch, then out = (inp - mean) * invstd * gamma + beta. mean, var, invstd are (C) and
 // kept for the backward pass. moving_mean and moving_var (C), when not null, are updated in
 // place as Keras does: moving = moving * momentum + batch_stat * (1 - momentum).
+// relu: a ReLU fused after the normalization, out = max(out, 0) as it is stored (a NaN passes,
+// as in relu_forward), so that BatchNormalization -> ReLU is one pass over the output.
 void batchnorm_forward_train(float* out, float* mean, float* var, float* invstd,
                              float* moving_mean, float* moving_var, const float* inp,
                              const float* gamma, const float* beta, int64_t outer, int C,
-                             int64_t inner, float eps, float momentum);
+                             int64_t inner, float eps, float momentum, bool relu);
 // Inference: out = (inp - mean) * invstd * gamma + beta with the given statistics (the moving
 // ones); invstd (C), when not null, receives 1/sqrt(var + eps) for a later backward pass.
+// relu: as in batchnorm_forward_train.
 void batchnorm_forward_infer(float* out, float* invstd, const float* inp, const float* gamma,
                              const float* beta, const float* mean, const float* var,
-                             int64_t outer, int C, int64_t inner, float eps);
+                             int64_t outer, int C, int64_t inner, float eps, bool relu);
 // dgamma (C) = sum dout * (inp - mean) * invstd, dbeta (C) = sum dout (either may be null), and
 // dinp (may be null). batch_stats: mean and invstd are the batch's own (training), so the
 // gradient flows through them too; else they are constants (inference): dinp = dout*gamma*invstd.
+// relu_out (outer,C,inner), when not null, is the output of a forward pass with a fused ReLU:
+// dout is the gradient after that ReLU and is read as 0 where relu_out <= 0 (in the same passes,
+// as relu_backward would mask it).
 void batchnorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout,
                         const float* inp, const float* mean, const float* invstd,
-                        const float* gamma, int64_t outer, int C, int64_t inner, bool batch_stats);
+                        const float* gamma, const float* relu_out, int64_t outer, int C,
+                        int64_t inner, bool batch_stats);
 
 // Each row: mean and invstd = 1/sqrt(var + eps) over its D values (kept, (rows) each), then
 // out = (inp - mean) * invstd * gamma + beta. center=false is Keras' rms_scaling: the mean is

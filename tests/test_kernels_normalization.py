@@ -310,3 +310,131 @@ def test_layernorm_fuzz(isa_threads, case, data):
                                         rms_scaling=rms)
     for a, b in zip(got, want):
         fuzz_close(a, b)
+
+
+# ------------------------------------------------------------------ fused ReLU
+@pytest.mark.parametrize("shape,axis", [((8, 5, 5, 3), -1), ((4, 3, 5, 6), 1),
+                                        ((64, 16, 16, 16), -1), ((16, 40, 9, 9), 1)])
+def test_batchnorm_with_a_fused_relu_is_the_unfused_kernels_then_relu(isa_threads, shape, axis):
+    """Forward relu=True == forward then relu_forward, bit for bit; backward with y == backward
+    of relu_backward(dy, y), bit for bit (the mask is a select of the same values, summed in the
+    same order), in training and inference, with dx and without."""
+    x = rand(shape, 11, offset=0.3)
+    c = shape[x.ndim + axis if axis < 0 else axis]
+    gamma, beta = channel_vectors(c, 12)
+    mm, mv = rand((c,), 13), np.abs(rand((c,), 14)) + 0.5
+    a = axis % x.ndim
+    y0, mean0, var0, inv0 = _core.batchnorm_forward_train(x, gamma, beta, mm.copy(), mv.copy(), a,
+                                                          1e-3, 0.9)
+    y1, mean1, var1, inv1 = _core.batchnorm_forward_train(x, gamma, beta, mm.copy(), mv.copy(), a,
+                                                          1e-3, 0.9, True)
+    relu0 = _core.relu_forward(y0)
+    assert (y1 >= 0).all() and (y1 == 0).any() and (y1 > 0).any()
+    np.testing.assert_array_equal(y1, relu0)
+    for u, v in ((mean0, mean1), (var0, var1), (inv0, inv1)):
+        np.testing.assert_array_equal(u, v)
+    yi0, _ = _core.batchnorm_forward_infer(x, gamma, beta, mm, mv, a, 1e-3)
+    yi1, _ = _core.batchnorm_forward_infer(x, gamma, beta, mm, mv, a, 1e-3, True)
+    np.testing.assert_array_equal(yi1, _core.relu_forward(yi0))
+
+    dy = rand(shape, 15)
+    dy[0].flat[:3] = np.inf  # where y <= 0 an infinite gradient is masked to 0, not NaN
+    for train, (m, inv, y) in ((True, (mean1, inv1, y1)), (False, (mm, inv1, yi1))):
+        if not train:
+            inv = (1 / np.sqrt(mv.astype(np.float64) + 1e-3)).astype(np.float32)
+        dy_masked = _core.relu_backward(dy, y)
+        for need_dx in (True, False):
+            want = _core.batchnorm_backward(dy_masked, x, m, inv, gamma, a, train,
+                                            need_dx=need_dx)
+            got = _core.batchnorm_backward(dy, x, m, inv, gamma, a, train, y, need_dx=need_dx)
+            for g, w in zip(got, want):
+                if w is None:
+                    assert g is None
+                else:
+                    np.testing.assert_array_equal(g, w)
+
+
+def test_batchnorm_fused_relu_lets_nan_through_as_relu_forward():
+    x = rand((6, 4), 21)
+    x[2, 1] = np.nan
+    for fused in (_core.batchnorm_forward_train(x, None, None, None, None, 1, 1e-3, 0.9, True)[0],
+                  _core.batchnorm_forward_infer(x, None, None, np.zeros(4, np.float32),
+                                                np.ones(4, np.float32), 1, 1e-3, True)[0]):
+        assert np.isnan(fused[2, 1])
+        finite = ~np.isnan(fused)
+        assert (fused[finite] >= 0).all()
+
+
+@pytest.mark.parametrize("shape,axis", BN_CASES[:5])
+def test_batchnorm_fused_relu_ops_match_the_reference(isa_threads, shape, axis):
+    x = rand(shape, 31, offset=0.2)
+    c = shape[axis]
+    gamma, beta = channel_vectors(c, 32)
+    mm, mv = rand((c,), 33), np.abs(rand((c,), 34)) + 0.5
+    y, mean, var = ops.batchnorm_forward_train(x, gamma, beta, axis, 1e-3, relu=True)
+    ry, rmean, rvar = reference.batchnorm_forward_train(x.astype(np.float64), gamma, beta, axis,
+                                                        1e-3, relu=True)
+    assert_close(y, ry, 1e-4, 1e-4)
+    yi = ops.batchnorm_forward(x, gamma, beta, mm, mv, axis, 1e-3, relu=True)
+    ryi = reference.batchnorm_forward(x.astype(np.float64), gamma, beta, mm, mv, axis, 1e-3,
+                                      relu=True)
+    assert_close(yi, ryi, 1e-4, 1e-4)
+    dy = rand(shape, 35)
+    for training, (m, v, out, rout) in ((True, (mean, var, y, ry)), (False, (mm, mv, yi, ryi))):
+        got = ops.batchnorm_backward(dy, x, m, v, gamma, axis, 1e-3, training, y=out)
+        # the reference masks with its own output; where the two outputs straddle 0 (a value
+        # within rounding of 0) the masks could differ: use the kernel's mask for both
+        want = reference.batchnorm_backward(dy.astype(np.float64), x.astype(np.float64), m, v,
+                                            gamma, axis, 1e-3, training, y=out)
+        for g, w in zip(got, want):
+            assert_close(g, w, 1e-4, 1e-4)
+        assert ((rout > 0) == (out > 0)).mean() > 0.999
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_fused_relu_reference_gradients_match_finite_differences(training):
+    rng = np.random.default_rng(7)
+    shape, axis = (6, 2, 2, 3), -1
+    x = rng.standard_normal(shape)
+    c = shape[axis]
+    gamma, beta = 1 + rng.standard_normal(c), rng.standard_normal(c)
+    mm, mv = rng.standard_normal(c), 0.5 + rng.random(c)
+    w = rng.standard_normal(shape)
+
+    def forward():
+        if training:
+            return reference.batchnorm_forward_train(x, gamma, beta, axis, 1e-3, relu=True)[0]
+        return reference.batchnorm_forward(x, gamma, beta, mm, mv, axis, 1e-3, relu=True)
+
+    def loss():
+        return float((w * forward()).sum())
+
+    y = forward()
+    # away from the kink: no output within the finite-difference step of 0 before the ReLU
+    pre = (reference.batchnorm_forward_train(x, gamma, beta, axis, 1e-3)[0] if training
+           else reference.batchnorm_forward(x, gamma, beta, mm, mv, axis, 1e-3))
+    assert np.abs(pre).min() > 1e-4 and (y == 0).any()
+    if training:
+        _, mean, var = reference.batchnorm_forward_train(x, gamma, beta, axis, 1e-3)
+    else:
+        mean, var = mm, mv
+    dx, dgamma, dbeta = reference.batchnorm_backward(w, x, mean, var, gamma, axis, 1e-3,
+                                                     training, y=y)
+    for got, value in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+        np.testing.assert_allclose(got, numeric_grad(loss, value), rtol=1e-5, atol=1e-7)
+
+
+def test_batchnorm_backward_checks_the_fused_relu_output():
+    x = rand((4, 3), 41)
+    m, inv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="y"):
+        _core.batchnorm_backward(x, x, m, inv, None, 1, True, np.zeros((4, 2), np.float32))
+    dx = np.empty((4, 3), np.float32)
+    with pytest.raises(ValueError, match="y"):
+        _core.batchnorm_backward(x.copy(), x, m, inv, None, 1, True, dx, dx_out=dx)
+    with pytest.raises(TypeError):
+        _core.batchnorm_backward(x, x, m, inv, None, 1, True, x.astype(np.float64))
+    with pytest.raises(TypeError, match="relu"):
+        ops.batchnorm_forward_train(x, relu=1)
+    with pytest.raises(ValueError, match="y"):
+        ops.batchnorm_backward(x, x, m, inv, y=np.zeros((3, 4), np.float32))

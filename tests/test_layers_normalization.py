@@ -265,12 +265,13 @@ def counting(monkeypatch, name):
 
 
 def unfolded_predict(model, x):
-    from cnnkit.engine import folding
-    folding.ENABLED = False
+    """Every layer on its own: neither folding nor ReLU fusion (engine/fusion.py)."""
+    from cnnkit.engine import folding, fusion
+    folding.ENABLED = fusion.ENABLED = False
     try:
         return model.predict(x, verbose=0)
     finally:
-        folding.ENABLED = True
+        folding.ENABLED = fusion.ENABLED = True
 
 
 def residual_bn_model(seed=0):

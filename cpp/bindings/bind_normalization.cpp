@@ -41,9 +41,9 @@ py::tuple batchnorm_forward_train(const farray& x, const std::optional<farray>& 
                                   const std::optional<farray>& beta,
                                   const std::optional<farray>& moving_mean,
                                   const std::optional<farray>& moving_variance, int axis,
-                                  float epsilon, float momentum, const py::object& out_,
-                                  const py::object& mean_out, const py::object& var_out,
-                                  const py::object& invstd_out) {
+                                  float epsilon, float momentum, bool relu,
+                                  const py::object& out_, const py::object& mean_out,
+                                  const py::object& var_out, const py::object& invstd_out) {
     const auto l = channel_layout(x, axis);
     require(epsilon > 0.0f, "epsilon must be positive");
     require(momentum >= 0.0f && momentum <= 1.0f, "momentum must be in [0, 1]");
@@ -65,14 +65,14 @@ py::tuple batchnorm_forward_train(const farray& x, const std::optional<farray>& 
     const float* px = aligned(x, "x");
     without_gil([&] {
         cnnkit::batchnorm_forward_train(py_, pm, pv, pi, mm, mv, px, g, b, l.outer, l.C, l.inner,
-                                        epsilon, momentum);
+                                        epsilon, momentum, relu);
     });
     return py::make_tuple(y, mean, var, inv);
 }
 
 py::tuple batchnorm_forward_infer(const farray& x, const std::optional<farray>& gamma,
                                   const std::optional<farray>& beta, const farray& mean,
-                                  const farray& variance, int axis, float epsilon,
+                                  const farray& variance, int axis, float epsilon, bool relu,
                                   const py::object& out_, const py::object& invstd_out) {
     const auto l = channel_layout(x, axis);
     require(epsilon > 0.0f, "epsilon must be positive");
@@ -86,21 +86,26 @@ py::tuple batchnorm_forward_infer(const farray& x, const std::optional<farray>& 
     const float *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
                 *pv = aligned(variance, "variance");
     without_gil([&] {
-        cnnkit::batchnorm_forward_infer(py_, pi, px, g, b, pm, pv, l.outer, l.C, l.inner, epsilon);
+        cnnkit::batchnorm_forward_infer(py_, pi, px, g, b, pm, pv, l.outer, l.C, l.inner, epsilon,
+                                        relu);
     });
     return py::make_tuple(y, inv);
 }
 
 py::tuple batchnorm_backward(const farray& dy, const farray& x, const farray& mean,
                              const farray& invstd, const std::optional<farray>& gamma, int axis,
-                             bool batch_stats, bool need_dx, const py::object& dx_out,
-                             const py::object& dgamma_out, const py::object& dbeta_out) {
+                             bool batch_stats, const std::optional<farray>& y, bool need_dx,
+                             const py::object& dx_out, const py::object& dgamma_out,
+                             const py::object& dbeta_out) {
     const auto l = channel_layout(x, axis);
     require_shape(dy, shape_of(x), "dy");
+    // y: the forward output of a fused ReLU (dy is then the gradient after the ReLU).
+    if (y) require_shape(*y, shape_of(x), "y");
     require_shape(mean, {l.C}, "mean");
     require_shape(invstd, {l.C}, "invstd");
     const float* g = optional_vector(gamma, l.C, "gamma");
-    farray dx = optional_dx(need_dx, dx_out, shape_of(x), {{"dy", dy}, {"x", x}});
+    farray dx = y ? optional_dx(need_dx, dx_out, shape_of(x), {{"dy", dy}, {"x", x}, {"y", *y}})
+                  : optional_dx(need_dx, dx_out, shape_of(x), {{"dy", dy}, {"x", x}});
     farray dg = output(dgamma_out, {l.C}, "dgamma_out", {{"dy", dy}, {"x", x}, {"dx_out", dx}});
     farray db = output(dbeta_out, {l.C}, "dbeta_out",
                        {{"dy", dy}, {"x", x}, {"dx_out", dx}, {"dgamma_out", dg}});
@@ -108,8 +113,9 @@ py::tuple batchnorm_backward(const farray& dy, const farray& x, const farray& me
     float *pdg = dg.mutable_data(), *pdb = db.mutable_data();
     const float *pdy = aligned(dy, "dy"), *px = aligned(x, "x"), *pm = aligned(mean, "mean"),
                 *pi = aligned(invstd, "invstd");
+    const float* pyo = y ? aligned(*y, "y") : nullptr;
     without_gil([&] {
-        cnnkit::batchnorm_backward(pdx, pdg, pdb, pdy, px, pm, pi, g, l.outer, l.C, l.inner,
+        cnnkit::batchnorm_backward(pdx, pdg, pdb, pdy, px, pm, pi, g, pyo, l.outer, l.C, l.inner,
                                    batch_stats);
     });
     return py::make_tuple(need_dx ? py::object(dx) : py::none(), dg, db);
@@ -171,12 +177,14 @@ py::tuple layernorm_backward(const farray& dy, const farray& x, const farray& me
 void bind_normalization(py::module_& m) {
     m.def("batchnorm_forward_train", &batchnorm_forward_train, nc("x"), opt("gamma"), opt("beta"),
           opt("moving_mean") = py::none(), opt("moving_variance") = py::none(), "axis"_a,
-          "epsilon"_a, "momentum"_a = 0.99f, out("out"), out("mean_out"), out("var_out"),
-          out("invstd_out"));
+          "epsilon"_a, "momentum"_a = 0.99f, "relu"_a = false, out("out"), out("mean_out"),
+          out("var_out"), out("invstd_out"));
     m.def("batchnorm_forward_infer", &batchnorm_forward_infer, nc("x"), opt("gamma"), opt("beta"),
-          nc("mean"), nc("variance"), "axis"_a, "epsilon"_a, out("out"), out("invstd_out"));
+          nc("mean"), nc("variance"), "axis"_a, "epsilon"_a, "relu"_a = false, out("out"),
+          out("invstd_out"));
     m.def("batchnorm_backward", &batchnorm_backward, nc("dy"), nc("x"), nc("mean"), nc("invstd"),
-          opt("gamma"), "axis"_a, "batch_stats"_a, "need_dx"_a = true, out("dx_out"),
+          opt("gamma"), "axis"_a, "batch_stats"_a, opt("y") = py::none(), "need_dx"_a = true,
+          out("dx_out"),
           out("dgamma_out"), out("dbeta_out"));
     m.def("layernorm_forward", &layernorm_forward, nc("x"), opt("gamma"), opt("beta"),
           "norm_ndim"_a, "epsilon"_a, "center"_a = true, out("out"), out("mean_out"),

@@ -13,14 +13,16 @@ another buffer, or the layer's own), and the sum goes into a buffer of this grap
 nothing is ever added into an array the graph does not own (micrograd's `+=`, made safe).
 
 An inference pass folds each BatchNormalization that follows a linear convolution or Dense into it
-(engine/folding.py): one kernel call instead of two.
+(engine/folding.py): one kernel call instead of two. Every pass, training or not, runs a plain
+ReLU that is the only reader of a BatchNormalization's or an Add's output inside that layer
+(engine/fusion.py): the ReLU step is skipped forward and backward.
 """
 import numpy as np
 
 from .._args import shape_str
 from ..layers.base import STRUCTURE_VERSION
 from ..layers.call_state import CallState, Workspaces
-from . import folding
+from . import folding, fusion
 from .symbolic import KerasTensor
 
 __all__ = ["Graph", "GraphState"]
@@ -53,6 +55,9 @@ class GraphState(CallState):
         self.gradients = [None] * graph.tensor_count
         self.owned = [False] * graph.tensor_count  # gradients[i] is a buffer of ours
         self.sums = Workspaces(keep=2 * graph.tensor_count) if reuse else None
+        # The ReLU steps the last forward pass ran inside their producer (engine/fusion.py);
+        # the backward pass hands their gradient straight to the producer.
+        self.fused_relus = set()
 
     def sum_buffer(self, number, shape):
         if self.sums is None:
@@ -105,6 +110,8 @@ class Graph:
         self.output_producers = [producers.get(n) for n in self.output_numbers]
         # Conv2D / Dense steps whose BatchNormalization folds into them at inference.
         self.folds = folding.find_folds(self.steps, self.output_numbers)
+        # BatchNormalization / Add steps that run the plain ReLU reading them as a fused ReLU.
+        self.fusions = fusion.find_fusions(self.steps, self.output_numbers)
 
     def _sorted_nodes(self, model_name, input_layer_class):
         """The nodes the outputs depend on, the inputs' own nodes included, each after those
@@ -191,8 +198,11 @@ class Graph:
         gs.activity_loss = 0.0  # the activity regularizers' penalties of this pass
         folds = self.folds if not training and folding.ENABLED else {}
         folded = set() if folds else ()  # the BatchNormalization steps run inside their producer
+        fusions = self.fusions if fusion.ENABLED else {}
+        fused = gs.fused_relus  # the ReLU steps run inside their producer in this pass
+        fused.clear()
         for i, (step, child) in enumerate(zip(steps, gs.children)):
-            if i in folded:
+            if i in folded or i in fused:
                 continue
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
             fold = folds.get(i)
@@ -208,6 +218,8 @@ class Graph:
                         values[steps[k].outputs[0]] = y
                         folded.add(k)
                     continue
+            relu = fusions.get(i)
+            child.fused_relu = relu is not None
             y = step.layer.forward(child, x, training if step.training is None else step.training)
             if step.is_model:
                 gs.activity_loss += child.active.activity_loss
@@ -215,6 +227,9 @@ class Graph:
                 gs.activity_loss += activity_penalty(step.layer.activity_regularizer, child, y)
             if step.single_output:
                 values[step.outputs[0]] = y
+                if relu is not None:  # y is already max(., 0): it is the ReLU step's output
+                    values[steps[relu].outputs[0]] = y
+                    fused.add(relu)
             else:
                 for n, v in zip(step.outputs, y):
                     values[n] = v
@@ -234,7 +249,16 @@ class Graph:
                 from_logits.add(number)
             self._add(gs, number, grad)
         add = self._add
-        for step, child in zip(reversed(self.steps), reversed(gs.children)):
+        fused, children = gs.fused_relus, gs.children
+        for i in range(len(self.steps) - 1, -1, -1):
+            step, child = self.steps[i], children[i]
+            if i in fused:
+                # Ran inside its producer, which masks the gradient itself: the gradient of the
+                # ReLU's output is the gradient the producer receives (it is the only reader).
+                dy = grads[step.outputs[0]]
+                if dy is not None and child.need_dx:
+                    add(gs, step.inputs[0], dy)
+                continue
             if step.single_output:
                 dy = grads[step.outputs[0]]
                 if not step.is_model and step.layer.activity_regularizer is not None:

@@ -58,6 +58,10 @@ class CallState:
     grads    the weight gradients of the last backward of this call, aligned with the layer's
              weights (set by backward).
     logits   the values before a final softmax, for a fused cross-entropy (set by forward).
+    fused_relu  set by a model graph (engine/fusion.py) on the call of a BatchNormalization or
+             Add whose only reader is a plain ReLU: the call applies max(., 0) to its output and
+             its backward receives the gradient after the ReLU. Per call, not per layer: a
+             shared layer may be fused at one call site and not at another.
     Layers store whatever else they save on the state itself (state.x = x, ...)."""
 
     def __init__(self, layer, reuse=False):
@@ -66,6 +70,7 @@ class CallState:
         self.need_dx = True
         self.grads = ()
         self.logits = None
+        self.fused_relu = False
         self._workspaces = Workspaces() if reuse else None
         self._grad_workspace = Buffers() if reuse else None
 

@@ -20,6 +20,7 @@ training step allocates no array; a gradient that needs no work is dy itself (or
 """
 import numpy as np
 
+from .. import _core
 from .._args import shape_str
 from .base import Layer
 
@@ -167,10 +168,26 @@ def _grads_to_winners(self, call, dy):
 
 
 class Add(Merge):
-    """Adds a list of inputs element-wise: y = x0 + x1 + ... Each input's gradient is dy."""
+    """Adds a list of inputs element-wise: y = x0 + x1 + ... Each input's gradient is dy.
+
+    With a fused ReLU (call.fused_relu, set by a model graph when a plain ReLU is the only
+    reader: engine/fusion.py) y = max(sum, 0), and dy, the gradient after
+    the ReLU, is masked where y <= 0 once, into a buffer of the call, for every input."""
     _ufunc = np.add
 
+    def forward(self, call, inputs, training=False):
+        y = super().forward(call, inputs, training)
+        if call.fused_relu:
+            # The relu kernel (OpenMP, NaN passes) into a second buffer: np.maximum in place is
+            # single-threaded and about 3x slower on a ResNet activation.
+            call.y = y = _core.relu_forward(y, out=_new(call.buf, "relu_y", y.shape))
+        return y
+
     def _grads(self, call, dy):
+        if call.fused_relu:
+            # A select, as relu_backward: one array handed to every input; nothing writes into it
+            # (the graph adds other gradients into buffers of its own).
+            dy = _core.relu_backward(dy, call.y, out=_new(call.buf, "relu_dy", dy.shape))
         return [dy] * len(call.xs)
 
 

@@ -138,17 +138,21 @@ class BatchNormalization(Layer):
         call.x, buffers = x, call.buffers(x.shape)
         call.buf = buffers
         c = self.moving_mean.shape[0]
+        # A ReLU fused after this call (engine/fusion.py): the kernel applies it as it stores y,
+        # and the backward masks the gradient with y.
+        relu = call.fused_relu
         if train:
             y, call.mean, _, call.invstd = _core.batchnorm_forward_train(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self._axis,
-                self.epsilon, self.momentum, out=buffers("y", x.shape),
+                self.epsilon, self.momentum, relu, out=buffers("y", x.shape),
                 mean_out=buffers("mean", (c,)), var_out=buffers("var", (c,)),
                 invstd_out=buffers("invstd", (c,)))
-            return y
-        call.mean = self.moving_mean
-        y, call.invstd = _core.batchnorm_forward_infer(
-            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self._axis,
-            self.epsilon, out=buffers("y", x.shape), invstd_out=buffers("invstd", (c,)))
+        else:
+            call.mean = self.moving_mean
+            y, call.invstd = _core.batchnorm_forward_infer(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self._axis,
+                self.epsilon, relu, out=buffers("y", x.shape), invstd_out=buffers("invstd", (c,)))
+        call.relu_y = y if relu else None
         return y
 
     def backward(self, call, dy):
@@ -156,7 +160,8 @@ class BatchNormalization(Layer):
         c = self.moving_mean.shape[0]
         grads = call.grad_buffers()
         dx, dgamma, dbeta = _core.batchnorm_backward(
-            dy, x, call.mean, call.invstd, self.gamma, self._axis, call.train, need_dx=need_dx,
+            dy, x, call.mean, call.invstd, self.gamma, self._axis, call.train, call.relu_y,
+            need_dx=need_dx,
             dx_out=call.buf("dx", x.shape) if need_dx else None,
             dgamma_out=grads("gamma", (c,)), dbeta_out=grads("beta", (c,)))
         call.grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])

@@ -21,10 +21,11 @@ def _vector(v, name, size, fn):
 
 
 def batchnorm_forward_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3, moving_mean=None,
-                            moving_variance=None, momentum=0.99):
+                            moving_variance=None, momentum=0.99, relu=False):
     """(y, mean, variance): x normalised with its own per-channel mean and (biased) variance.
     moving_mean and moving_variance (float32 arrays), when given, are updated in place:
-    moving = moving * momentum + batch_stat * (1 - momentum)."""
+    moving = moving * momentum + batch_stat * (1 - momentum). relu: y = max(y, 0) as it is
+    stored (a fused ReLU)."""
     fn = "batchnorm_forward_train"
     x = _args.float_array(x, "x", fn=fn)
     axis = channel_axis(axis, x.ndim, fn)
@@ -36,13 +37,15 @@ def batchnorm_forward_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3, mov
                                       ("moving_variance", moving_variance)) if a is not None}
     if moving:
         _args.inplace_arrays((c,), fn=fn, **moving)
+    relu = _args.flag(relu, "relu", fn)
     y, mean, var, _ = _core.batchnorm_forward_train(x, gamma, beta, moving_mean, moving_variance,
-                                                    axis, epsilon, momentum)
+                                                    axis, epsilon, momentum, relu)
     return y, mean, var
 
 
-def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3):
-    """Inference: x normalised with the given per-channel statistics (the moving ones)."""
+def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3, relu=False):
+    """Inference: x normalised with the given per-channel statistics (the moving ones); relu:
+    then max(., 0) (a fused ReLU)."""
     fn = "batchnorm_forward"
     x = _args.float_array(x, "x", fn=fn)
     axis = channel_axis(axis, x.ndim, fn)
@@ -50,15 +53,21 @@ def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3):
     c = x.shape[axis]
     gamma, beta = _vector(gamma, "gamma", c, fn), _vector(beta, "beta", c, fn)
     mean, variance = _vector(mean, "mean", c, fn), _vector(variance, "variance", c, fn)
-    return _core.batchnorm_forward_infer(x, gamma, beta, mean, variance, axis, epsilon)[0]
+    relu = _args.flag(relu, "relu", fn)
+    return _core.batchnorm_forward_infer(x, gamma, beta, mean, variance, axis, epsilon, relu)[0]
 
 
-def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3, training=True):
+def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3, training=True,
+                       y=None):
     """(dx, dgamma, dbeta). training=True: mean and variance are x's own batch statistics and
-    the gradient flows through them; training=False: they are constants (the moving ones)."""
+    the gradient flows through them; training=False: they are constants (the moving ones).
+    y: the output of a forward pass with relu=True; dy is then the gradient of that output,
+    masked where y <= 0 inside the kernel's own passes."""
     fn = "batchnorm_backward"
     x = _args.float_array(x, "x", fn=fn)
     dy = _args.float_array_like(dy, "dy", x.shape, "x's shape", fn=fn)
+    if y is not None:
+        y = _args.float_array_like(y, "y", x.shape, "x's shape", fn=fn)
     axis = channel_axis(axis, x.ndim, fn)
     epsilon = _positive(epsilon, "epsilon", fn)
     c = x.shape[axis]
@@ -66,7 +75,7 @@ def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3,
     mean, variance = _vector(mean, "mean", c, fn), _vector(variance, "variance", c, fn)
     invstd = (1 / np.sqrt(variance.astype(np.float64) + epsilon)).astype(np.float32)
     return _core.batchnorm_backward(dy, x, mean, invstd, gamma, axis, _args.flag(training,
-                                    "training", fn))
+                                    "training", fn), y)
 
 
 def trailing(axes, ndim):

@@ -76,10 +76,11 @@ def _affine(v, ndim, axis, default):
 
 
 def batchnorm_forward_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3, moving_mean=None,
-                            moving_variance=None, momentum=0.99):
+                            moving_variance=None, momentum=0.99, relu=False):
     """(y, mean, variance): x normalised with its own per-channel mean and (biased) variance.
     moving_mean and moving_variance, when given, are updated in place as Keras does:
-    moving = moving * momentum + batch_stat * (1 - momentum)."""
+    moving = moving * momentum + batch_stat * (1 - momentum). relu: y = max(y, 0) (a fused
+    ReLU after the normalization)."""
     fn = "batchnorm_forward_train"
     dtype = working_dtype(x, gamma, beta)
     x = float_array(x, "x", dtype=dtype, fn=fn)
@@ -94,12 +95,20 @@ def batchnorm_forward_train(x, gamma=None, beta=None, axis=-1, epsilon=1e-3, mov
     for moving, stat in ((moving_mean, mean), (moving_variance, variance)):
         if moving is not None:
             moving[...] = moving * momentum + stat * (1 - momentum)
-    y = batchnorm_forward(x, gamma, beta, mean, variance, axis, epsilon)
+    y = batchnorm_forward(x, gamma, beta, mean, variance, axis, epsilon, relu)
     return y, mean, variance
 
 
-def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3):
-    """Inference: x normalised with the given per-channel statistics (the moving ones)."""
+def _relu(y, relu, fn):
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{fn}: relu must be True or False, got {relu!r}")
+    # np.maximum lets a NaN through, as the kernels' relu does
+    return np.maximum(y, 0) if relu else y
+
+
+def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3, relu=False):
+    """Inference: x normalised with the given per-channel statistics (the moving ones); relu:
+    then max(., 0) (a fused ReLU)."""
     fn = "batchnorm_forward"
     dtype = working_dtype(x, gamma, beta, mean, variance)
     x = float_array(x, "x", dtype=dtype, fn=fn)
@@ -112,16 +121,22 @@ def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3):
     inv = 1 / np.sqrt(variance + epsilon)
     scale = inv if gamma is None else inv * gamma
     shift = -mean * scale + (0 if beta is None else beta)
-    return x * _broadcast(scale, x.ndim, axis) + _broadcast(shift, x.ndim, axis)
+    return _relu(x * _broadcast(scale, x.ndim, axis) + _broadcast(shift, x.ndim, axis), relu, fn)
 
 
-def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3, training=True):
+def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3, training=True,
+                       y=None):
     """(dx, dgamma, dbeta). training=True: mean and variance are x's own batch statistics, and
-    the gradient flows through them; training=False: they are constants (the moving ones)."""
+    the gradient flows through them; training=False: they are constants (the moving ones).
+    y: the output of a forward pass with relu=True; dy is then the gradient of that output,
+    taken as 0 where y <= 0 (the ReLU's gradient)."""
     fn = "batchnorm_backward"
     dtype = working_dtype(dy, x, mean, variance, gamma)
     x = float_array(x, "x", dtype=dtype, fn=fn)
     dy = float_array_like(dy, "dy", x.shape, "x's shape", dtype, fn)
+    if y is not None:
+        y = float_array_like(y, "y", x.shape, "x's shape", dtype, fn)
+        dy = np.where(y > 0, dy, 0)
     axis = channel_axis(axis, x.ndim, fn)
     epsilon = _positive(epsilon, "epsilon", fn)
     c = x.shape[axis]
