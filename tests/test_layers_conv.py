@@ -3,7 +3,6 @@ SeparableConv2D. Numbers and output shapes against Keras with the same weights, 
 against Keras, config round trips, refused arguments, a small model with each layer training,
 and a warm training step that allocates no array."""
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from cnnkit import layers, models, optimizers
 from cnnkit import reference as R
 from cnnkit.utils import set_random_seed
+from test_step_allocations import traced_growth
 
 LAYERS = {
     "Conv2D": [
@@ -222,20 +222,6 @@ def test_a_small_model_trains(make):
     history = model.fit(x, y, batch_size=16, epochs=10, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0], losses
-
-
-def traced_growth(step, steps=4):
-    tracemalloc.start()
-    try:
-        rises = []
-        for _ in range(steps):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            step()
-            rises.append(tracemalloc.get_traced_memory()[1] - before)
-        return rises
-    finally:
-        tracemalloc.stop()
 
 
 def test_a_warm_step_allocates_no_array():
