@@ -77,33 +77,6 @@ farray maxpool2d_backward(const farray& dy, const farray& x, int kh, int kw, int
     return dx;
 }
 
-farray upsampling2d_forward(const farray& x, int sh, int sw, const py::object& out_) {
-    require_ndim(x, 4, "x");
-    require(sh > 0 && sw > 0, "size must be positive");
-    const int n = as_int(x.shape(0), "batch size"), h = as_int(x.shape(1), "height"),
-              w = as_int(x.shape(2), "width"), c = as_int(x.shape(3), "channels");
-    farray y = output(out_, {n, static_cast<py::ssize_t>(h) * sh, static_cast<py::ssize_t>(w) * sw, c},
-                      "out", {{"x", x}});
-    float* out = y.mutable_data();
-    const float* inp = aligned(x, "x");
-    without_gil([&] { cnnkit::upsampling2d_forward(out, inp, n, h, w, c, sh, sw); });
-    return y;
-}
-
-farray upsampling2d_backward(const farray& dy, int sh, int sw, const py::object& out_) {
-    require_ndim(dy, 4, "dy");
-    require(sh > 0 && sw > 0, "size must be positive");
-    require(dy.shape(1) % sh == 0 && dy.shape(2) % sw == 0,
-            "dy has shape " + shape_str(dy) + ", whose height and width are not multiples of size");
-    const int n = as_int(dy.shape(0), "batch size"), h = as_int(dy.shape(1) / sh, "height"),
-              w = as_int(dy.shape(2) / sw, "width"), c = as_int(dy.shape(3), "channels");
-    farray dx = output(out_, {n, h, w, c}, "out", {{"dy", dy}});
-    float* pdx = dx.mutable_data();
-    const float* pdy = aligned(dy, "dy");
-    without_gil([&] { cnnkit::upsampling2d_backward(pdx, pdy, n, h, w, c, sh, sw); });
-    return dx;
-}
-
 // The window of a pooling whose input (N,h,w,C) is known only by its size, from the gradient dy
 // (N,OH,OW,C) of its output; the same checks as window() makes on an input array.
 cnnkit::Window2d window_of_dy(const farray& dy, int h, int w, int kh, int kw, int sh, int sw, int pt,
@@ -216,14 +189,11 @@ farray zero_padding2d_forward(const farray& x, int t, int b, int l, int r, const
 farray zero_padding2d_backward(const farray& dy, int t, int b, int l, int r, const py::object& out_) {
     return crop(dy, border(t, b, l, r, "padding"), "dy", out_);
 }
-farray cropping2d_forward(const farray& x, int t, int b, int l, int r, const py::object& out_) {
-    return crop(x, border(t, b, l, r, "cropping"), "x", out_);
-}
-farray cropping2d_backward(const farray& dy, int t, int b, int l, int r, const py::object& out_) {
-    return pad(dy, border(t, b, l, r, "cropping"), "dy", out_);
-}
+// Upsampling, nearest or bilinear: the same checks and buffers around either kernel.
+using Resize = void (*)(float*, const float*, int, int, int, int, int, int);
 
-farray upsampling2d_bilinear_forward(const farray& x, int sh, int sw, const py::object& out_) {
+template <Resize kernel>
+farray upsample_forward(const farray& x, int sh, int sw, const py::object& out_) {
     require_ndim(x, 4, "x");
     require(sh > 0 && sw > 0, "size must be positive");
     const int n = as_int(x.shape(0), "batch size"), h = as_int(x.shape(1), "height"),
@@ -233,11 +203,12 @@ farray upsampling2d_bilinear_forward(const farray& x, int sh, int sw, const py::
     farray y = output(out_, {n, oh, ow, c}, "out", {{"x", x}});
     float* out = y.mutable_data();
     const float* inp = aligned(x, "x");
-    without_gil([&] { cnnkit::upsampling2d_bilinear_forward(out, inp, n, h, w, c, sh, sw); });
+    without_gil([&] { kernel(out, inp, n, h, w, c, sh, sw); });
     return y;
 }
 
-farray upsampling2d_bilinear_backward(const farray& dy, int sh, int sw, const py::object& out_) {
+template <Resize kernel>
+farray upsample_backward(const farray& dy, int sh, int sw, const py::object& out_) {
     require_ndim(dy, 4, "dy");
     require(sh > 0 && sw > 0, "size must be positive");
     require(dy.shape(1) % sh == 0 && dy.shape(2) % sw == 0,
@@ -247,8 +218,15 @@ farray upsampling2d_bilinear_backward(const farray& dy, int sh, int sw, const py
     farray dx = output(out_, {n, h, w, c}, "out", {{"dy", dy}});
     float* pdx = dx.mutable_data();
     const float* pdy = aligned(dy, "dy");
-    without_gil([&] { cnnkit::upsampling2d_bilinear_backward(pdx, pdy, n, h, w, c, sh, sw); });
+    without_gil([&] { kernel(pdx, pdy, n, h, w, c, sh, sw); });
     return dx;
+}
+
+farray cropping2d_forward(const farray& x, int t, int b, int l, int r, const py::object& out_) {
+    return crop(x, border(t, b, l, r, "cropping"), "x", out_);
+}
+farray cropping2d_backward(const farray& dy, int t, int b, int l, int r, const py::object& out_) {
+    return pad(dy, border(t, b, l, r, "cropping"), "dy", out_);
 }
 
 }  // namespace
@@ -260,8 +238,10 @@ void bind_pool(py::module_& m) {
           "sw"_a, "pt"_a, "pl"_a, out("out"));
     m.def("maxpool2d_backward_argmax", &maxpool2d_backward_argmax, nc("dy"), nc("argmax"), "h"_a, "w"_a,
           "kh"_a = 0, "kw"_a = 0, "sh"_a = 0, "sw"_a = 0, "pt"_a = 0, "pl"_a = 0, out("out"));
-    m.def("upsampling2d_forward", &upsampling2d_forward, nc("x"), "sh"_a, "sw"_a, out("out"));
-    m.def("upsampling2d_backward", &upsampling2d_backward, nc("dy"), "sh"_a, "sw"_a, out("out"));
+    m.def("upsampling2d_forward", &upsample_forward<cnnkit::upsampling2d_forward>, nc("x"),
+          "sh"_a, "sw"_a, out("out"));
+    m.def("upsampling2d_backward", &upsample_backward<cnnkit::upsampling2d_backward>, nc("dy"),
+          "sh"_a, "sw"_a, out("out"));
     m.def("avgpool2d_forward", &avgpool2d_forward, nc("x"), "kh"_a, "kw"_a, "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, "oh"_a, "ow"_a, out("out"));
     m.def("avgpool2d_backward", &avgpool2d_backward, nc("dy"), "h"_a, "w"_a, "kh"_a, "kw"_a, "sh"_a,
@@ -276,10 +256,12 @@ void bind_pool(py::module_& m) {
           "right"_a, out("out"));
     m.def("cropping2d_backward", &cropping2d_backward, nc("dy"), "top"_a, "bottom"_a, "left"_a,
           "right"_a, out("out"));
-    m.def("upsampling2d_bilinear_forward", &upsampling2d_bilinear_forward, nc("x"), "sh"_a, "sw"_a,
+    m.def("upsampling2d_bilinear_forward",
+          &upsample_forward<cnnkit::upsampling2d_bilinear_forward>, nc("x"), "sh"_a, "sw"_a,
           out("out"));
-    m.def("upsampling2d_bilinear_backward", &upsampling2d_bilinear_backward, nc("dy"), "sh"_a,
-          "sw"_a, out("out"));
+    m.def("upsampling2d_bilinear_backward",
+          &upsample_backward<cnnkit::upsampling2d_bilinear_backward>, nc("dy"), "sh"_a, "sw"_a,
+          out("out"));
 }
 
 }  // namespace cnnkit_bind
