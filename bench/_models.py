@@ -18,15 +18,18 @@ RESNET_STAGES = ((16, 1), (32, 2), (64, 2))  # (filters, stride of the stage's f
 MOBILENET_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
 
 
-def resnet20(keras):
+def resnet20(keras, preprocess=()):
+    """preprocess: layers applied to the input first (bench/resnet_recipe.py's augmentation)."""
     L = keras.layers
 
     def conv(x, filters, kernel=3, strides=1):
         return L.Conv2D(filters, kernel, strides=strides, padding="same",
                         kernel_initializer="he_normal")(x)
 
-    inputs = keras.Input((32, 32, 3))
-    x = L.Activation("relu")(L.BatchNormalization()(conv(inputs, 16)))
+    inputs = x = keras.Input((32, 32, 3))
+    for layer in preprocess:
+        x = layer(x)
+    x = L.Activation("relu")(L.BatchNormalization()(conv(x, 16)))
     for filters, stride in RESNET_STAGES:
         for block in range(3):
             strides = stride if block == 0 else 1
