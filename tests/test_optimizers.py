@@ -278,3 +278,20 @@ def test_finalize_variable_values_takes_the_average():
     opt.finalize_variable_values(params)
     for p, a in zip(params, average):
         np.testing.assert_array_equal(p, a)
+
+
+def test_keras_optimizers_cnnkit_lacks_say_so():
+    with pytest.raises(AttributeError, match="cnnkit does not have"):
+        optimizers.Lion
+    assert not hasattr(optimizers, "Adadelta")
+
+
+def test_compile_default_is_rmsprop_and_trains():
+    model = Sequential([Input((3,)), Dense(1)])
+    model.compile(loss="mse")
+    assert type(model.optimizer) is optimizers.RMSprop and model.optimizer.name == "rm_sprop"
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert model.optimizer.iterations == 1
+    assert not np.array_equal(before[0], model.get_weights()[0])

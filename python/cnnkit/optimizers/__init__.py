@@ -62,3 +62,15 @@ def get(identifier):
         return cls()
     raise ValueError(f"Could not interpret optimizer identifier: {identifier!r} (a name, an "
                      "Optimizer or a serialized dict)")
+
+
+_KERAS_ONLY_CLASSES = ("Adadelta", "Adafactor", "Ftrl", "Lamb", "Lion", "Muon",
+                       "LossScaleOptimizer", "ScheduleFreeAdamW")
+
+
+def __getattr__(name):
+    # keras.optimizers.Lion and the like: say that cnnkit lacks them, not just "no attribute".
+    if name in _KERAS_ONLY_CLASSES:
+        raise AttributeError(f"cnnkit.optimizers has no {name}: a Keras optimizer cnnkit does not "
+                             f"have; cnnkit has {', '.join(_CLASSES)}")
+    raise AttributeError(f"module 'cnnkit.optimizers' has no attribute {name!r}")
