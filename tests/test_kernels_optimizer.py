@@ -177,3 +177,16 @@ def test_core_checks_shapes_itself():
     with pytest.raises(ValueError, match="learning_rate"):
         cnnkit._core.sgd_update(p, p.copy(), None, momentum=0.0, nesterov=False,
                                 learning_rate=float("nan"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzz_random_shapes_and_options(seed):
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(int(d) for d in rng.integers(1, 9, size=rng.integers(1, 4)))
+    name, slot_names, kwargs = CASES[rng.integers(len(CASES))]
+    common = COMMON[rng.integers(len(COMMON))]
+    param, grads = _data(shape=shape, steps=3, seed=seed)
+    got = _run(ops, name, slot_names, kwargs, common, param, grads, np.float32)
+    want = _run(R, name, slot_names, kwargs, common, param, grads, np.float64)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
