@@ -205,13 +205,7 @@ double mean_squared_error(float* dpred, const float* pred, const float* target, 
 double binary_crossentropy(float* dpred, const float* pred, const float* target, int64_t n,
                            float eps);
 
-// ---------------------------------------------------------------- optimizers (optimizer.cpp)
-// Keras' Adam, in place. step is the 1-based number of this update.
-void adam_update(float* param, float* m, float* v, const float* grad, int64_t n, float lr,
-                 float beta1, float beta2, float eps, int64_t step);
-// Keras' SGD: plain when velocity is null, else momentum (optionally Nesterov), in place.
-void sgd_update(float* param, float* velocity, const float* grad, int64_t n, float lr,
-                float momentum, bool nesterov);
+// ---------------------------------------------------------------- optimizers: see optimizer.h
 // Whether none of the n values is NaN or infinite: the trainer's check of the gradients before
 // an update, so that a step that went non-finite leaves the weights as they were.
 bool all_finite(const float* x, int64_t n);
@@ -276,3 +270,4 @@ bool set_simd_isa(const char* name);
 // Newer op families declare their kernels in a header each, under the same conventions.
 #include "normalization.h"  // BatchNormalization, LayerNormalization
 #include "elementwise.h"    // Rescaling, Normalization, SpatialDropout2D, GaussianNoise
+#include "optimizer.h"      // SGD, RMSprop, Adam(W), Adagrad, Nadam, Adamax

@@ -6,7 +6,8 @@ A file is a NumPy .npz archive (a zip) holding:
               with its class and weight shapes), "compile" (optimizer, loss, metrics),
               "optimizer_iterations", "state" (generators of shuffling and dropout)}
   weight_NNNN the weights, in Keras' order and shapes (model.get_weights())
-  opt_NNNN    the optimizer's per-parameter arrays (Adam: m then v of each parameter)
+  opt_NNNN    the optimizer's per-parameter arrays (Adam: m then v of each parameter, then its
+              moving average with use_ema); a schedule is saved in the optimizer's config
 Nothing is pickled. A file is written to a temporary file in the same directory, then moved
 over the old one (os.replace), so a crash mid-save never destroys the previous file.
 """
