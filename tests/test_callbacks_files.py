@@ -361,8 +361,32 @@ def test_backup_arguments_are_keras_ones():
     theirs = inspect.signature(keras.callbacks.BackupAndRestore).parameters
     assert [(n, p.default) for n, p in ours.items()] == [(n, p.default) for n, p in theirs.items()]
     for cls in ("ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "EarlyStopping",
-                "LearningRateScheduler", "TerminateOnNaN"):
+                "LearningRateScheduler", "TerminateOnNaN", "LambdaCallback"):
         ours = inspect.signature(getattr(callbacks, cls)).parameters
         theirs = inspect.signature(getattr(keras.callbacks, cls)).parameters
         assert [(n, p.default) for n, p in ours.items()] == \
             [(n, p.default) for n, p in theirs.items()], cls
+
+
+def test_batch_counting_matches_keras():
+    """Which batches an integer save_freq saves after, across epochs (Keras' counter)."""
+    keras = keras_module()
+    from cnnkit.callbacks.checkpointing import _BatchCounter
+    batches = [b for _ in range(4) for b in range(5)] + [0, 1, 0, 2]
+    for every in (1, 2, 3, 7):
+        counter = _BatchCounter(every)
+        theirs = keras.callbacks.ModelCheckpoint("m.keras", save_freq=every)
+        assert [counter.due(b) for b in batches] == \
+            [theirs._should_save_on_batch(b) for b in batches]
+
+
+def test_csv_logger_after_a_rate_callback_logs_the_rate(tmp_path):
+    path = tmp_path / "log.csv"
+    x, y = data(8)
+    from cnnkit import optimizers
+    model = tiny_model(optimizer=optimizers.SGD(learning_rate=0.1))
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[
+        callbacks.LearningRateScheduler(lambda epoch: 0.1 / (epoch + 1)),
+        callbacks.CSVLogger(path)])
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.1, 0.05])

@@ -285,3 +285,12 @@ def test_early_stopping_matches_keras(kwargs, values):
         drive(cb, values, monitor, model)
         results.append((cb.stopped_epoch, cb.best, cb.wait, model.stop_training))
     assert results[0] == results[1]
+
+
+def test_early_stopping_through_fit_says_when_it_stopped(capsys):
+    x, y = data(8)
+    model = tiny_model(optimizer=optimizers.SGD(learning_rate=0.0))  # the loss never moves
+    history = model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[
+        callbacks.EarlyStopping(monitor="loss", patience=2, verbose=1, min_delta=1e-6)])
+    assert len(history.history["loss"]) == 3
+    assert capsys.readouterr().out == "Epoch 3: early stopping\n"
