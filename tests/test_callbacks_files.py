@@ -390,3 +390,13 @@ def test_csv_logger_after_a_rate_callback_logs_the_rate(tmp_path):
         callbacks.CSVLogger(path)])
     rows = list(csv.DictReader(path.read_text().splitlines()))
     assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.1, 0.05])
+
+
+def test_backup_mid_epoch_with_other_batches_is_refused(tmp_path):
+    backup = tmp_path / "b"
+    with pytest.raises(RuntimeError):  # a backup at batch 2 of epoch 1 (3 batches an epoch)
+        train(seed=2, cbs=[callbacks.BackupAndRestore(backup, save_freq=2), Interrupt(1, 2)])
+    x, y = data(12)
+    with pytest.raises(ValueError, match=r"resumes at batch 1 of epoch 2.*have 1 batch\(es\)"):
+        tiny_model(dropout=True).fit(x, y, batch_size=12, epochs=4, verbose=0,
+                                     callbacks=[callbacks.BackupAndRestore(backup, save_freq=2)])

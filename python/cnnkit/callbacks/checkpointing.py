@@ -263,6 +263,11 @@ class BackupAndRestore(Callback):
                                   "restoring the one before it", stacklevel=2)
                     continue
                 raise
+            steps = (self.params or {}).get("steps")
+            if steps is not None and batch >= steps:
+                raise ValueError(f"BackupAndRestore: the backup {path} resumes at batch {batch} "
+                                 f"of epoch {epoch + 1}, but this fit's epochs have {steps} "
+                                 "batch(es): fit's data or batch_size changed since the backup")
             self.model._resume_at = (epoch, batch)  # trainer.fit starts there
             return
 
