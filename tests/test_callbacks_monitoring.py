@@ -145,9 +145,10 @@ def test_scheduler_with_two_and_one_arguments_and_logs(capsys):
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[cb])
     assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025])
     assert model.optimizer.learning_rate == pytest.approx(0.025)
-    assert "\nEpoch 2: LearningRateScheduler setting learning rate to 0.05.\n" in capsys.readouterr().out
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-                        callbacks=[callbacks.LearningRateScheduler(lambda epoch: 0.01 * (epoch + 1))])
+    out = capsys.readouterr().out
+    assert "\nEpoch 2: LearningRateScheduler setting learning rate to 0.05.\n" in out
+    one_argument = callbacks.LearningRateScheduler(lambda epoch: 0.01 * (epoch + 1))
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[one_argument])
     assert history.history["learning_rate"] == pytest.approx([0.01, 0.02])
 
 

@@ -176,6 +176,12 @@ class BackupAndRestore(Callback):
 
     Resuming mid-epoch (an integer save_freq) runs the rest of that epoch only: its logged loss
     and metrics are the means over the batches run after the restart (the weights are exact).
+    A backup saved at batch b of epoch e holds the shuffling generator as it was when epoch e
+    began, so the resumed fit draws e's order again and skips its first b batches.
+
+    How it reaches fit: on_train_begin sets model._resume_at = (epoch, batch), which fit reads
+    once its callbacks' on_train_begin have run (Keras' model._initial_epoch, with the batch).
+    The file is read with cnnkit.saving's _read and _set_weights (the format's own checks).
     """
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
