@@ -465,12 +465,15 @@ class Trainer:
         self.stop_training = False
         generator = self._shuffle_generator()
         cbs.on_train_begin()
+        # BackupAndRestore restored a backup: resume at its epoch, skipping the batches done
+        initial_epoch, first_step = getattr(self, "_resume_at", None) or (initial_epoch, 0)
+        self._resume_at = None
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
             order = generator.permutation(n) if shuffle else None
-            for step in range(steps):
+            for step in range(first_step, steps):
                 cbs.on_train_batch_begin(step)
                 batch = slice(step * batch_size, (step + 1) * batch_size)
                 finite = self._train_batch(self._batch(xs, order, batch, "x"),
@@ -486,6 +489,7 @@ class Trainer:
                 val_logs = self._evaluate(*val, validation_batch_size or batch_size, cbs)
                 logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
             cbs.on_epoch_end(epoch, logs)
+            first_step = 0
             if self.stop_training:
                 break
         cbs.on_train_end(logs)

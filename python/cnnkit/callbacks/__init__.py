@@ -1,0 +1,18 @@
+"""Callbacks, as keras.callbacks: hooks into fit/evaluate/predict.
+
+One module per family: base (Callback, CallbackList), history (History and the progress bar),
+monitoring (EarlyStopping, ReduceLROnPlateau), checkpointing (ModelCheckpoint,
+BackupAndRestore), csv_logger (CSVLogger), lr_scheduler (LearningRateScheduler) and simple
+(LambdaCallback, TerminateOnNaN).
+"""
+from .base import Callback, CallbackList
+from .checkpointing import BackupAndRestore, ModelCheckpoint
+from .csv_logger import CSVLogger
+from .history import History, Progbar, ProgbarLogger
+from .lr_scheduler import LearningRateScheduler
+from .monitoring import EarlyStopping, ReduceLROnPlateau
+from .simple import LambdaCallback, TerminateOnNaN
+
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "Progbar", "EarlyStopping",
+           "ReduceLROnPlateau", "ModelCheckpoint", "BackupAndRestore", "CSVLogger",
+           "LearningRateScheduler", "LambdaCallback", "TerminateOnNaN"]
