@@ -143,7 +143,8 @@ def test_two_input_model(run_example):
     np.testing.assert_allclose(out["class_a"], probs, rtol=1e-4, atol=1e-5)
 
 
-def test_cifar10_resnet(run_example):
+def test_cifar10_resnet(run_example, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its ModelCheckpoint writes saved_models/ in the working folder
     ns, fits = run_example("cifar10_resnet.py")
     model = ns["model"]
     kinds = [type(layer).__name__ for layer in model.layers]
@@ -152,8 +153,13 @@ def test_cifar10_resnet(run_example):
     assert model.count_params() == 274_442  # keras.io's ResNet20 v1 summary
     regularized = [layer for layer in model.layers if isinstance(layer, cnnkit.layers.Conv2D)]
     assert all(layer.kernel_regularizer.l2 == pytest.approx(1e-4) for layer in regularized)
+    assert "RandomFlip" in kinds and "RandomTranslation" in kinds
     assert len(fits) == 1 and fits[0]["batch_size"] == 32
-    logs = finite_history(ns["history"], ["loss", "accuracy", "val_loss", "val_accuracy"])
+    logs = finite_history(ns["history"], ["loss", "accuracy", "val_loss", "val_accuracy",
+                                          "learning_rate"])
+    assert logs["learning_rate"] == pytest.approx(1e-3)  # the schedule's first epoch
+    saved = sorted(os.listdir(tmp_path / "saved_models"))
+    assert saved == ["cifar10_ResNet20v1_model.001.keras"], saved  # the best (only) epoch
     test_loss, test_acc = ns["scores"]
     assert test_loss == pytest.approx(logs["val_loss"], rel=1e-4) and 0 <= test_acc <= 1
     # evaluate's loss is the cross-entropy plus the kernels' L2 penalty: without the
