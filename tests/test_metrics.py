@@ -258,8 +258,11 @@ def test_get_takes_objects_classes_functions_and_configs():
 
 
 def test_unknown_metric_names_list_what_cnnkit_has():
-    with pytest.raises(ValueError, match="Unknown metric 'f1_score'.*'AUC'.*'mse'"):
+    with pytest.raises(ValueError, match="Unknown metric 'f1_score': it is a Keras metric cnnkit "
+                                         "does not have; cnnkit has.*'AUC'.*'mse'"):
         metrics.get("f1_score")
+    with pytest.raises(ValueError, match="Unknown metric 'acc2': it is unknown; cnnkit has"):
+        metrics.get("acc2")
     with pytest.raises(ValueError, match="Unknown metric class"):
         metrics.deserialize({"class_name": "F1Score", "config": {}})
     with pytest.raises(TypeError, match="Metric"):

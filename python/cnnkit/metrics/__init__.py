@@ -51,6 +51,18 @@ _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAb
                  "MAE": MeanAbsoluteError})
 _ALL_CLASSES = {cls.__name__: cls for cls in _CLASSES + [Mean, Sum, MeanMetricWrapper]}
 
+# Keras 3 metric names cnnkit does not have: get() says so rather than only "unknown".
+_KERAS_ONLY = {"BinaryCrossentropy", "BinaryIoU", "CategoricalCrossentropy", "CategoricalHinge",
+               "ConcordanceCorrelation", "CosineSimilarity", "F1Score", "FBetaScore", "Hinge",
+               "IoU", "KLDivergence", "LogCoshError", "MeanAbsolutePercentageError", "MeanIoU",
+               "MeanSquaredLogarithmicError", "OneHotIoU", "OneHotMeanIoU", "PearsonCorrelation",
+               "Poisson", "PrecisionAtRecall", "R2Score", "RecallAtPrecision",
+               "SensitivityAtSpecificity", "SparseCategoricalCrossentropy",
+               "SpecificityAtSensitivity", "SquaredHinge"}
+_KERAS_ONLY |= {_snake_case(name) for name in _KERAS_ONLY} | {
+    "bce", "BCE", "mape", "MAPE", "msle", "MSLE", "f_beta_score", "io_u", "mean_io_u",
+    "binary_io_u", "one_hot_io_u", "one_hot_mean_io_u"}
+
 # Every string get() accepts (what a saved model's compile metrics may be restored from).
 NAMES = frozenset(["accuracy", "acc", "psnr"] + list(_BY_NAME))
 
@@ -90,11 +102,11 @@ def get(identifier, loss=None, output_shape=None, sparse_labels=False):
             return MeanMetricWrapper(psnr_per_image, name="psnr")
         made = _BY_NAME.get(identifier)
         if made is None:
-            raise ValueError(f"Unknown metric {identifier!r}; cnnkit has "
+            what = ("is a Keras metric cnnkit does not have" if identifier in _KERAS_ONLY
+                    else "is unknown")
+            raise ValueError(f"Unknown metric {identifier!r}: it {what}; cnnkit has "
                              f"{sorted(NAMES, key=str.lower)}")
-        metric = made()
-        metric.name = identifier
-        return metric
+        return made(name=identifier)
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if identifier is psnr:  # the batch mean; the metric needs the value of each image
