@@ -367,3 +367,32 @@ def test_psnr_is_unchanged():
     assert metrics.psnr_per_image(x, np.stack([x[0], x[1] + 0.01])).tolist() == [
         math.inf, pytest.approx(40.0)]
     assert "psnr" in metrics.FUNCTIONS
+
+
+def test_a_subclassed_metric_trains_and_reports():
+    class CountAbove(metrics.Metric):  # Keras' subclassing pattern, with NumPy state
+        def __init__(self, name="count_above", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.reset_state()
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.count += float(np.sum(np.asarray(y_pred) > 0.5))
+
+        def reset_state(self):
+            self.count = 0.0
+
+        def result(self):
+            return self.count
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 30)
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy", CountAbove(), "sparse_top_k_categorical_accuracy"])
+    logs = model.evaluate(x, labels, batch_size=8, verbose=0, return_dict=True)
+    predicted = model.predict(x, verbose=0)
+    assert logs["count_above"] == float(np.sum(predicted > 0.5))
+    assert logs["accuracy"] == pytest.approx(np.mean(predicted.argmax(1) == labels))
+    assert logs["sparse_top_k_categorical_accuracy"] == 1.0   # 3 classes, k=5
+    assert CountAbove(dtype="float64").get_config() == {"name": "count_above", "dtype": "float64"}

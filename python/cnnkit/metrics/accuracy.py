@@ -117,6 +117,8 @@ class Accuracy(MeanMetricWrapper):
 
 
 class BinaryAccuracy(MeanMetricWrapper):
+    """How often (y_pred > threshold) equals the 0/1 label y_true."""
+
     def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
         super().__init__(binary_accuracy, name=name, dtype=dtype,
                          threshold=_threshold(threshold, "BinaryAccuracy"))
@@ -127,6 +129,8 @@ class BinaryAccuracy(MeanMetricWrapper):
 
 
 class CategoricalAccuracy(MeanMetricWrapper):
+    """How often the largest score is the one-hot label's class."""
+
     def __init__(self, name="categorical_accuracy", dtype=None):
         super().__init__(categorical_accuracy, name=name, dtype=dtype)
 
@@ -135,6 +139,8 @@ class CategoricalAccuracy(MeanMetricWrapper):
 
 
 class SparseCategoricalAccuracy(MeanMetricWrapper):
+    """How often the largest score is at the class index y_true."""
+
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
 
@@ -143,6 +149,8 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
 
 
 class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot label's class is among the k largest scores."""
+
     def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
         k = _positive_k(k, "TopKCategoricalAccuracy")
         super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
@@ -153,6 +161,8 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 
 
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the class index y_true is among the k largest scores."""
+
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
                  from_sorted_ids=False):
         k = _positive_k(k, "SparseTopKCategoricalAccuracy")

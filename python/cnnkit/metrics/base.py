@@ -94,9 +94,10 @@ class Metric:
     result(), reset_state(), __call__ (update, then the result), get_config/from_config.
 
     A subclass calls super().__init__(name=name, dtype=dtype), keeps its state in attributes it
-    sets in reset_state(), and implements update_state and result."""
+    sets in reset_state(), and implements update_state and result. (Keras' add_variable state
+    is not there: cnnkit metrics hold NumPy arrays and floats.)"""
 
-    def __init__(self, name=None, dtype=None):
+    def __init__(self, dtype=None, name=None):  # Keras' order
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))

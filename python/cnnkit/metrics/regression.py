@@ -29,6 +29,8 @@ mae = mean_absolute_error
 
 
 class MeanSquaredError(MeanMetricWrapper):
+    """The (weighted) mean over samples of each sample's mean squared error."""
+
     def __init__(self, name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name=name, dtype=dtype)
 
@@ -37,6 +39,8 @@ class MeanSquaredError(MeanMetricWrapper):
 
 
 class MeanAbsoluteError(MeanMetricWrapper):
+    """The (weighted) mean over samples of each sample's mean absolute error."""
+
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name=name, dtype=dtype)
 
