@@ -276,3 +276,4 @@ bool set_simd_isa(const char* name);
 // Newer op families declare their kernels in a header each, under the same conventions.
 #include "normalization.h"  // BatchNormalization, LayerNormalization
 #include "elementwise.h"    // Rescaling, Normalization, SpatialDropout2D, GaussianNoise
+#include "loss.h"           // Keras 3 losses with sample weights and reductions
