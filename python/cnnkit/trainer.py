@@ -61,6 +61,12 @@ class Trainer:
             raise TypeError(f"compile() got unexpected keyword arguments {sorted(kwargs)}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = _map_structure(loss, losses_module.get, "loss")
+        for leaf in _leaves(self.loss):
+            reduction = getattr(leaf, "reduction", "sum_over_batch_size")
+            if leaf is not None and reduction not in losses_module.TRAINABLE_REDUCTIONS:
+                raise ValueError(f"compile: the loss {leaf.name!r} has reduction={reduction!r}, "
+                                 "a value per sample; cnnkit trains with one of "
+                                 f"{losses_module.TRAINABLE_REDUCTIONS}")
         if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}]")
         self._metric_ids = metrics
@@ -239,6 +245,72 @@ class Trainer:
                                  f"and {len(t) if t.ndim else 'a scalar'}")
         return xs, ys
 
+    def _sample_weights_of(self, ys, sample_weight, class_weight, fn):
+        """The samples' weights as one float32 (N,) array (shared by every output), or None:
+        sample_weight as given, or class_weight turned into per-sample weights from the labels
+        as Keras 3 does (data_adapter_utils.class_weight_to_sample_weights)."""
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(f"{fn}: you cannot give class_weight and sample_weight at the "
+                                 "same time (as in Keras)")
+            return self._class_weights(ys, class_weight, fn)
+        if sample_weight is None:
+            return None
+        n = len(ys[0])
+        if isinstance(sample_weight, (list, tuple, dict)) and not np.isscalar(sample_weight) \
+                and len(self.output_names) > 1:
+            raise NotImplementedError(f"{fn}: cnnkit takes one sample_weight array (N,) for "
+                                      "every output, not one per output")
+        try:
+            w = np.asarray(sample_weight)
+        except (ValueError, TypeError):
+            w = None
+        if w is None or w.dtype.kind not in "fiub":
+            raise TypeError(f"{fn}: sample_weight must be a numeric array of one weight per "
+                            f"sample, got {type(sample_weight).__name__}")
+        if w.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{fn}: sample_weight must have shape ({n},) (one weight per "
+                             f"sample), got shape {w.shape}")
+        return _checked_weights(c_array(w.reshape(n), np.float32), fn, "sample_weight")
+
+    def _class_weights(self, ys, class_weight, fn):
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{fn}: class_weight must be a dict {{class index: weight}}, got "
+                            f"{type(class_weight).__name__}")
+        if len(ys) > 1:
+            raise ValueError(f"{fn}: class_weight is only supported for models with a single "
+                             "output (as in Keras); give sample_weight instead")
+        y = ys[0]
+        k = self._output_shapes()[0][-1]
+        classes = 2 if k == 1 else k  # a single sigmoid output: classes 0 and 1
+        table = np.ones(classes, np.float32)
+        for key, value in class_weight.items():
+            if not _is_int(key) or not 0 <= key < classes:
+                raise ValueError(f"{fn}: class_weight has the key {key!r}, but the model's "
+                                 f"classes are 0 to {classes - 1}")
+            if (not isinstance(value, (int, float, np.integer, np.floating))
+                    or isinstance(value, (bool, np.bool_))):
+                raise TypeError(f"{fn}: class_weight[{key}] must be a number, got {value!r}")
+            table[int(key)] = value
+        _checked_weights(table, fn, "class_weight")
+        # Keras: class indices as they are (sparse), the argmax of one-hot rows, the rounded
+        # value of a single output.
+        if y.dtype == np.int64:
+            labels = y
+        elif y.ndim == 2 and y.shape[1] > 1:
+            labels = np.argmax(y, axis=-1)
+        elif y.ndim == 2:
+            labels = np.round(y[:, 0]).astype(np.int64)
+        else:
+            labels = None
+        if labels is None or labels.ndim != 1:
+            raise ValueError(f"{fn}: class_weight needs one class per sample; this model's "
+                             f"targets have shape {y.shape}: give sample_weight instead")
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(f"{fn}: class_weight: the targets hold classes outside 0 to "
+                             f"{classes - 1}")
+        return table[labels]
+
     def _shuffle_generator(self):
         if self._shuffler is None:
             self._shuffler = utils.spawn_generator()
@@ -266,13 +338,15 @@ class Trainer:
         out = self.forward(state, xs if len(xs) > 1 else xs[0], training)
         return out if isinstance(out, list) else [out]
 
-    def _losses_and_grads(self, state, ys, outs):
+    def _losses_and_grads(self, state, ys, outs, sw=None):
         """The weighted total loss and each output's loss gradient (with respect to its logits
-        where softmax is fused), the gradients in reused buffers for cnnkit's losses."""
+        where softmax is fused), the gradients in reused buffers for cnnkit's losses. sw: the
+        batch's sample weights (float32 (N,)) or None; a user's loss gets sample_weight= only
+        when there are weights."""
         total, grads = 0.0, []
         for i, ((_, loss, weight, _), y, out) in enumerate(zip(self._per_output(), ys, outs)):
             pred = self.logits_of(state, i) if self._fused[i] else out
-            kwargs = {}
+            kwargs = {} if sw is None else {"sample_weight": sw}
             if self._loss_out[i]:
                 kwargs["out"] = self._step_buffers(len(pred))(f"dloss{i}", pred.shape)
             if self._fused[i]:
@@ -287,11 +361,14 @@ class Trainer:
             grads.append(grad)
         return total, grads
 
-    def _update_metrics(self, loss, ys, outs):
+    def _update_metrics(self, loss, ys, outs, sw=None):
         self._loss_tracker.update_state(loss, len(ys[0]))
         for metrics, y, out in zip(self._output_metrics, ys, outs):
             for metric in metrics:
-                metric.update_state(y, out)
+                if sw is None:  # metrics that predate sample_weight still work unweighted
+                    metric.update_state(y, out)
+                else:
+                    metric.update_state(y, out, sample_weight=sw)
 
     def _step_plan(self, state, n_inputs):
         """What a training step needs beyond the graph, worked out once (again only when a
@@ -359,7 +436,7 @@ class Trainer:
             buf.fill(0)
         return buf
 
-    def _train_batch(self, xs, ys):
+    def _train_batch(self, xs, ys, sw=None):
         """One update; False, and no update (or the update undone), when the loss, a gradient
         or an updated weight is not finite: the weights then stay those of the last finite
         step (Keras' TerminateOnNaN, by default)."""
@@ -367,7 +444,7 @@ class Trainer:
             state = self._step_state(True)
             _, weights, sources, regularized = self._step_plan(state, len(xs))
             outs = self._run(state, xs, True)
-            loss, douts = self._losses_and_grads(state, ys, outs)
+            loss, douts = self._losses_and_grads(state, ys, outs, sw)
             self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
             grads = self._gradients(state, sources)
             loss += self._penalties(state, regularized, grads)
@@ -375,7 +452,7 @@ class Trainer:
             finite = math.isfinite(loss) and _core.all_finite(grads)
             if finite:
                 finite = self._apply_keeping_finite(grads, weights)
-            self._update_metrics(loss, ys, outs)
+            self._update_metrics(loss, ys, outs, sw)
         return finite
 
     def _apply_keeping_finite(self, grads, weights):
@@ -400,13 +477,13 @@ class Trainer:
                       "from before this batch (the last finite ones)", RuntimeWarning,
                       stacklevel=3)
 
-    def _test_batch(self, xs, ys):
+    def _test_batch(self, xs, ys, sw=None):
         with self._exclusive():
             state = self._step_state(False)
             outs = self._run(state, xs, False)
-            loss, _ = self._losses_and_grads(state, ys, outs)
+            loss, _ = self._losses_and_grads(state, ys, outs, sw)
             loss += self._penalties(state, self._regularized(()))
-            self._update_metrics(loss, ys, outs)
+            self._update_metrics(loss, ys, outs, sw)
 
     def _gather(self, data, indices, name):
         """data[indices] into a buffer reused while the batch size stays the same."""
@@ -428,11 +505,12 @@ class Trainer:
         """Trains for epochs - initial_epoch epochs; returns a History whose .history holds
         loss, the metrics, and val_ ones with validation data, a value per epoch."""
         self._require("fit")
-        if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
-            raise ValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
+        if steps_per_epoch is not None:
+            steps_per_epoch = _batch_size(steps_per_epoch, "fit", "steps_per_epoch")
         if shuffle not in (True, False):
             raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
         verbose = _verbose(verbose, "fit")
+        given_batch_size = batch_size
         batch_size = _batch_size(batch_size, "fit")
         epochs = _count(epochs, "epochs", "fit")
         initial_epoch = _count(initial_epoch, "initial_epoch", "fit")
@@ -441,11 +519,21 @@ class Trainer:
             validation_batch_size = _batch_size(validation_batch_size, "fit",
                                                 "validation_batch_size")
         xs, ys = self._prepare(x, y)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("fit: you cannot give class_weight and sample_weight at the same "
+                             "time (as in Keras)")
+        sw = self._sample_weights_of(ys, sample_weight, None, "fit")
+        if class_weight is not None:  # checked now, applied to the training part below
+            self._sample_weights_of(ys, None, class_weight, "fit")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-            val = self._prepare(*validation_data, what="fit: validation_data's x and y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, val_sample_weight)")
+            val_x, val_y, val_sw = (tuple(validation_data) + (None,))[:3]
+            val_xs, val_ys = self._prepare(val_x, val_y, what="fit: validation_data's x and y")
+            val = (val_xs, val_ys, self._sample_weights_of(val_ys, val_sw, None,
+                                                 "fit: validation_data's sample_weight"))
         elif validation_split:
             if (not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool)
                     or not 0 < validation_split < 1):
@@ -456,25 +544,46 @@ class Trainer:
             if split == 0 or split == n:
                 raise ValueError(f"fit: validation_split={validation_split} of {n} samples "
                                  "leaves no training or no validation samples")
-            val = ([a[split:] for a in xs], [t[split:] for t in ys])
+            val = ([a[split:] for a in xs], [t[split:] for t in ys],
+                   None if sw is None else sw[split:])
             xs, ys = [a[:split] for a in xs], [t[:split] for t in ys]
+            sw = None if sw is None else sw[:split]
+        if class_weight is not None:  # Keras: the training part's labels only
+            sw = self._sample_weights_of(ys, None, class_weight, "fit")
         n = len(xs[0])
-        steps = math.ceil(n / batch_size)
+        if given_batch_size is None and steps_per_epoch is not None:
+            batch_size = math.ceil(n / steps_per_epoch)  # Keras' ArrayDataAdapter
+        num_batches = math.ceil(n / batch_size)
+        steps = steps_per_epoch or num_batches
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps, in_fit=True)
         self.stop_training = False
         generator = self._shuffle_generator()
         cbs.on_train_begin()
         logs = {}
+        # Keras 3's EpochIterator: with steps_per_epoch, a pass over the data continues from
+        # epoch to epoch; an epoch that reaches the end of the pass stops there (a warning
+        # when steps_per_epoch asked for more), and the next epoch starts a new pass.
+        order, seen = None, 0
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
-            order = generator.permutation(n) if shuffle else None
+            if seen == 0 or steps_per_epoch is None:
+                order, seen = (generator.permutation(n) if shuffle else None), 0
             for step in range(steps):
+                if seen >= num_batches:
+                    warnings.warn("fit: your input ran out of data; interrupting the epoch "
+                                  f"after {step} of steps_per_epoch={steps_per_epoch} steps "
+                                  "(the data holds batches for "
+                                  f"{num_batches} steps per pass)", UserWarning, stacklevel=2)
+                    break
                 cbs.on_train_batch_begin(step)
-                batch = slice(step * batch_size, (step + 1) * batch_size)
+                batch = slice(seen * batch_size, (seen + 1) * batch_size)
+                seen += 1
                 finite = self._train_batch(self._batch(xs, order, batch, "x"),
-                                           self._batch(ys, order, batch, "y"))
+                                           self._batch(ys, order, batch, "y"),
+                                           None if sw is None else
+                                           self._batch([sw], order, batch, "w")[0])
                 logs = self._logs()
                 if not finite:
                     self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
@@ -482,6 +591,8 @@ class Trainer:
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if seen >= num_batches:
+                seen = 0
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate(*val, validation_batch_size or batch_size, cbs)
                 logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
@@ -492,7 +603,7 @@ class Trainer:
         return cbs.history
 
     # ------------------------------------------------------------ evaluate and predict
-    def _evaluate(self, xs, ys, batch_size, cbs):
+    def _evaluate(self, xs, ys, sw, batch_size, cbs):
         self._reset_metrics()
         steps = math.ceil(len(xs[0]) / batch_size)
         cbs.on_test_begin()
@@ -500,7 +611,8 @@ class Trainer:
         for step in range(steps):
             cbs.on_test_batch_begin(step)
             batch = slice(step * batch_size, (step + 1) * batch_size)
-            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys])
+            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys],
+                             None if sw is None else sw[batch])
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
@@ -510,14 +622,15 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict."""
         self._require("evaluate")
-        if sample_weight is not None or steps is not None:
-            raise ValueError("evaluate: sample_weight and steps are not supported")
+        if steps is not None:
+            raise ValueError("evaluate: steps is not supported")
         verbose = _verbose(verbose, "evaluate")
         batch_size = _batch_size(batch_size, "evaluate")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, None, "evaluate")
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=math.ceil(len(xs[0]) / batch_size))
-        logs = self._evaluate(xs, ys, batch_size, cbs)
+        logs = self._evaluate(xs, ys, sw, batch_size, cbs)
         return self._returned(logs, return_dict)
 
     def _returned(self, logs, return_dict):
@@ -559,21 +672,19 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One update on this batch; returns its loss (and metrics), as Keras."""
         self._require("train_on_batch")
-        if sample_weight is not None or class_weight is not None:
-            raise ValueError("train_on_batch: sample_weight and class_weight are not supported")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, class_weight, "train_on_batch")
         self._reset_metrics()
-        if not self._train_batch(xs, ys):
+        if not self._train_batch(xs, ys, sw):
             self._invalid_loss("train_on_batch")
         return self._returned(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require("test_on_batch")
-        if sample_weight is not None:
-            raise ValueError("test_on_batch: sample_weight is not supported")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, None, "test_on_batch")
         self._reset_metrics()
-        self._test_batch(xs, ys)
+        self._test_batch(xs, ys, sw)
         return self._returned(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
@@ -629,6 +740,16 @@ def _match(value, names, what, several):
 
 
 # ---------------------------------------------------------------- argument checks
+
+def _checked_weights(w, fn, name):
+    """Sample or class weights: finite and >= 0 (a negative weight would train the model
+    away from its targets; Keras does not check, cnnkit refuses)."""
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{fn}: {name} must be finite, got NaN or infinite weights")
+    if w.size and w.min() < 0:
+        raise ValueError(f"{fn}: {name} must be >= 0, got {float(w.min())}")
+    return w
+
 
 def _batch_size(value, fn, name="batch_size"):
     """None -> 32 (Keras' default); else a positive integer."""
