@@ -175,13 +175,12 @@ class _Elementwise(Loss):
     label_smoothing = 0.0
 
     def _compute(self, y_true, y_pred, weights, mode, need_grad=True, out=None):
-        out = None if out is None else _rows(out)
-        return _core.elementwise_loss(_rows(y_true), _rows(y_pred), self.kind, self.param,
-                                      self.label_smoothing, weights, mode, need_grad, out=out)
-
-    def value_and_grad(self, y_true, y_pred, out=None, sample_weight=None):
-        loss, grad = super().value_and_grad(y_true, y_pred, out=out, sample_weight=sample_weight)
-        return loss, grad.reshape(y_pred.shape)
+        loss, grad, values = _core.elementwise_loss(
+            _rows(y_true), _rows(y_pred), self.kind, self.param, self.label_smoothing, weights,
+            mode, need_grad, out=None if out is None else _rows(out))
+        if grad is not None:
+            grad = out if out is not None else grad.reshape(y_pred.shape)  # the caller's buffer
+        return loss, grad, values
 
 
 class MeanSquaredError(_Elementwise):
@@ -259,12 +258,13 @@ class _Crossentropy(Loss):
         k = y_pred.shape[-1]
         rows = y_pred.reshape(-1, k)
         onehot, labels = (None, y_true.reshape(-1)) if self.sparse else (y_true.reshape(rows.shape), None)
-        out = None if out is None else out.reshape(rows.shape)
         loss, grad, values = _core.categorical_loss(
             rows, onehot, labels, self.from_logits if from_logits is None else from_logits,
             self.focal, self.alpha, self.gamma, self.label_smoothing, EPSILON, self.ignore_class,
-            weights, mode, need_grad, out=out)
-        return loss, (None if grad is None else grad.reshape(y_pred.shape)), values
+            weights, mode, need_grad, out=None if out is None else out.reshape(rows.shape))
+        if grad is not None:
+            grad = out if out is not None else grad.reshape(y_pred.shape)  # the caller's buffer
+        return loss, grad, values
 
     def from_logits_value_and_grad(self, y_true, logits, out=None, sample_weight=None):
         """(loss, dloss/dlogits) of this loss on softmax(logits): the fused path of a model
