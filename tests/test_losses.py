@@ -206,3 +206,19 @@ def test_sparse_ignore_class_on_image_shaped_outputs(keras):
     want = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
         labels.clip(0), logits, sample_weight=np.broadcast_to(w[:, None, None], (2, 3, 3)))
     assert got == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", [losses.CategoricalCrossentropy(label_smoothing=0.1),
+                                  losses.SparseCategoricalCrossentropy(),
+                                  losses.CategoricalFocalCrossentropy(gamma=1.5)],
+                         ids=["smoothed", "sparse", "focal"])
+def test_the_fused_path_is_the_chain_rule_through_softmax(loss):
+    """What a model ending in softmax trains with: the gradient with respect to the logits is
+    the probabilities' gradient through the softmax's Jacobian, and the value the same."""
+    y = loss.prepare_targets(LABELS if loss.sparse else ONEHOT, LOGITS.shape)
+    p = (np.exp(LOGITS) / np.exp(LOGITS).sum(1, keepdims=True)).astype(np.float32)
+    value, dp = loss.value_and_grad(y, p, sample_weight=WEIGHTS)
+    fused_value, dlogits = loss.from_logits_value_and_grad(y, LOGITS, sample_weight=WEIGHTS)
+    assert loss.fuses_softmax and fused_value == pytest.approx(value, rel=1e-5)
+    np.testing.assert_allclose(dlogits, p * (dp - np.sum(dp * p, axis=1, keepdims=True)),
+                               rtol=1e-4, atol=1e-7)
