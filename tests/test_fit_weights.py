@@ -118,7 +118,9 @@ def test_steps_per_epoch_as_keras_epoch_iterator():
     assert counter.steps == [2, 1, 2, 1]
     assert sum("ran out of data" in str(w.message) for w in caught) == 2
     # more steps than batches: every epoch stops at the end of its pass
-    m.fit(X, LABELS, batch_size=5, steps_per_epoch=7, epochs=2, verbose=0, callbacks=[counter])
+    with pytest.warns(UserWarning, match="ran out of data"):
+        m.fit(X, LABELS, batch_size=5, steps_per_epoch=7, epochs=2, verbose=0,
+              callbacks=[counter])
     assert counter.steps == [3, 3]
     # no batch_size: Keras makes it ceil(N / steps_per_epoch)
     m.fit(X, LABELS, steps_per_epoch=4, epochs=2, verbose=0, callbacks=[counter])
@@ -175,7 +177,7 @@ def test_bad_weights_raise_clear_errors(call, error, words):
         assert word in str(info.value)
 
 
-def test_class_weight_needs_a_single_output():
+def test_class_weight_needs_a_single_output_and_sample_weight_goes_per_output():
     a = layers.Input((5,))
     m = models.Model(a, [layers.Dense(3, activation="softmax", name="o1")(a),
                          layers.Dense(3, activation="softmax", name="o2")(a)])
@@ -190,6 +192,21 @@ def test_class_weight_needs_a_single_output():
     e2 = np.sum(w * -np.log(p2[np.arange(12), LABELS])) / 12
     assert logs["o1_loss"] == pytest.approx(e1, rel=1e-5)
     assert logs["loss"] == pytest.approx(e1 + e2, rel=1e-5)
+    # one array per output (a list, or a dict by output name; None: that output unweighted)
+    u = RNG.uniform(0, 2, 12).astype(np.float32)
+    e2u = np.sum(u * -np.log(p2[np.arange(12), LABELS])) / 12
+    e2plain = np.mean(-np.log(p2[np.arange(12), LABELS]))
+    for given, want2 in (([w, u], e2u), ({"o2": u, "o1": w}, e2u), ([w, None], e2plain)):
+        logs = m.evaluate(X, [LABELS, LABELS], sample_weight=given, verbose=0, return_dict=True)
+        assert logs["o1_loss"] == pytest.approx(e1, rel=1e-5)
+        assert logs["o2_loss"] == pytest.approx(want2, rel=1e-5)
+    h = m.fit(X, [LABELS, LABELS], sample_weight={"o1": w, "o2": u}, validation_split=0.25,
+              epochs=1, verbose=0)
+    assert np.isfinite(h.history["val_loss"][0])
+    with pytest.raises(ValueError, match="outputs"):
+        m.evaluate(X, [LABELS, LABELS], sample_weight={"o3": w}, verbose=0)
+    with pytest.raises(ValueError, match="one per output"):
+        m.evaluate(X, [LABELS, LABELS], sample_weight=[w, u, w], verbose=0)
 
 
 @pytest.mark.parametrize("weighting", ["sample_weight", "class_weight"])

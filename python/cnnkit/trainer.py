@@ -246,21 +246,37 @@ class Trainer:
         return xs, ys
 
     def _sample_weights_of(self, ys, sample_weight, class_weight, fn):
-        """The samples' weights as one float32 (N,) array (shared by every output), or None:
-        sample_weight as given, or class_weight turned into per-sample weights from the labels
-        as Keras 3 does (data_adapter_utils.class_weight_to_sample_weights)."""
+        """The samples' weights per output (a float32 (N,) array or None each), or None:
+        sample_weight as given (one array for every output, or a list or dict by output name
+        of them, as Keras 3 takes them), or class_weight turned into per-sample weights from
+        the labels as Keras 3 does (data_adapter_utils.class_weight_to_sample_weights)."""
         if class_weight is not None:
             if sample_weight is not None:
                 raise ValueError(f"{fn}: you cannot give class_weight and sample_weight at the "
                                  "same time (as in Keras)")
-            return self._class_weights(ys, class_weight, fn)
+            return [self._class_weights(ys, class_weight, fn)]
         if sample_weight is None:
             return None
+        names = self.output_names
+        if len(names) > 1 and isinstance(sample_weight, dict):
+            unknown = [k for k in sample_weight if k not in names]
+            if unknown:
+                raise ValueError(f"{fn}: sample_weight has keys {unknown} that are not outputs "
+                                 f"of the model; its outputs are {names}")
+            sample_weight = [sample_weight.get(name) for name in names]
+        if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
+                and any(w is None or np.ndim(w) > 0 for w in sample_weight)):
+            if len(sample_weight) != len(names):
+                raise ValueError(f"{fn}: sample_weight has {len(sample_weight)} arrays but the "
+                                 f"model has {len(names)} outputs {names}: give one per output "
+                                 "(or one array for all)")
+            per_output = [None if w is None else self._one_weight_array(ys, w, fn)
+                          for w in sample_weight]
+            return None if all(w is None for w in per_output) else per_output
+        return [self._one_weight_array(ys, sample_weight, fn)] * len(names)
+
+    def _one_weight_array(self, ys, sample_weight, fn):
         n = len(ys[0])
-        if isinstance(sample_weight, (list, tuple, dict)) and not np.isscalar(sample_weight) \
-                and len(self.output_names) > 1:
-            raise NotImplementedError(f"{fn}: cnnkit takes one sample_weight array (N,) for "
-                                      "every output, not one per output")
         try:
             w = np.asarray(sample_weight)
         except (ValueError, TypeError):
@@ -338,14 +354,15 @@ class Trainer:
         out = self.forward(state, xs if len(xs) > 1 else xs[0], training)
         return out if isinstance(out, list) else [out]
 
-    def _losses_and_grads(self, state, ys, outs, sw=None):
+    def _losses_and_grads(self, state, ys, outs, sws=None):
         """The weighted total loss and each output's loss gradient (with respect to its logits
-        where softmax is fused), the gradients in reused buffers for cnnkit's losses. sw: the
-        batch's sample weights (float32 (N,)) or None; a user's loss gets sample_weight= only
-        when there are weights."""
+        where softmax is fused), the gradients in reused buffers for cnnkit's losses. sws: per
+        output, the batch's sample weights (float32 (N,)) or None (or None for every output);
+        a user's loss gets sample_weight= only when there are weights."""
         total, grads = 0.0, []
         for i, ((_, loss, weight, _), y, out) in enumerate(zip(self._per_output(), ys, outs)):
             pred = self.logits_of(state, i) if self._fused[i] else out
+            sw = None if sws is None else sws[i]
             kwargs = {} if sw is None else {"sample_weight": sw}
             if self._loss_out[i]:
                 kwargs["out"] = self._step_buffers(len(pred))(f"dloss{i}", pred.shape)
@@ -361,9 +378,10 @@ class Trainer:
             grads.append(grad)
         return total, grads
 
-    def _update_metrics(self, loss, ys, outs, sw=None):
+    def _update_metrics(self, loss, ys, outs, sws=None):
         self._loss_tracker.update_state(loss, len(ys[0]))
-        for metrics, y, out in zip(self._output_metrics, ys, outs):
+        for i, (metrics, y, out) in enumerate(zip(self._output_metrics, ys, outs)):
+            sw = None if sws is None else sws[i]
             for metric in metrics:
                 if sw is None:  # metrics that predate sample_weight still work unweighted
                     metric.update_state(y, out)
@@ -436,7 +454,7 @@ class Trainer:
             buf.fill(0)
         return buf
 
-    def _train_batch(self, xs, ys, sw=None):
+    def _train_batch(self, xs, ys, sws=None):
         """One update; False, and no update (or the update undone), when the loss, a gradient
         or an updated weight is not finite: the weights then stay those of the last finite
         step (Keras' TerminateOnNaN, by default)."""
@@ -444,7 +462,7 @@ class Trainer:
             state = self._step_state(True)
             _, weights, sources, regularized = self._step_plan(state, len(xs))
             outs = self._run(state, xs, True)
-            loss, douts = self._losses_and_grads(state, ys, outs, sw)
+            loss, douts = self._losses_and_grads(state, ys, outs, sws)
             self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
             grads = self._gradients(state, sources)
             loss += self._penalties(state, regularized, grads)
@@ -452,7 +470,7 @@ class Trainer:
             finite = math.isfinite(loss) and _core.all_finite(grads)
             if finite:
                 finite = self._apply_keeping_finite(grads, weights)
-            self._update_metrics(loss, ys, outs, sw)
+            self._update_metrics(loss, ys, outs, sws)
         return finite
 
     def _apply_keeping_finite(self, grads, weights):
@@ -477,19 +495,28 @@ class Trainer:
                       "from before this batch (the last finite ones)", RuntimeWarning,
                       stacklevel=3)
 
-    def _test_batch(self, xs, ys, sw=None):
+    def _test_batch(self, xs, ys, sws=None):
         with self._exclusive():
             state = self._step_state(False)
             outs = self._run(state, xs, False)
-            loss, _ = self._losses_and_grads(state, ys, outs, sw)
+            loss, _ = self._losses_and_grads(state, ys, outs, sws)
             loss += self._penalties(state, self._regularized(()))
-            self._update_metrics(loss, ys, outs, sw)
+            self._update_metrics(loss, ys, outs, sws)
 
     def _gather(self, data, indices, name):
         """data[indices] into a buffer reused while the batch size stays the same."""
         shape = (len(indices),) + data.shape[1:]
         out = self._step_buffers(len(indices))(name, shape, data.dtype)
         return np.take(data, indices, axis=0, out=out, mode="clip")  # 'raise' would copy
+
+    def _batch_weights(self, sws, order, batch):
+        """The batch's sample weights per output, gathered as x and y are."""
+        if sws is None:
+            return None
+        if order is None:
+            return [None if w is None else w[batch] for w in sws]
+        return [None if w is None else self._gather(w, order[batch], f"w{i}")
+                for i, w in enumerate(sws)]
 
     def _batch(self, arrays, order, batch, prefix):
         if order is None:
@@ -545,9 +572,9 @@ class Trainer:
                 raise ValueError(f"fit: validation_split={validation_split} of {n} samples "
                                  "leaves no training or no validation samples")
             val = ([a[split:] for a in xs], [t[split:] for t in ys],
-                   None if sw is None else sw[split:])
+                   _slice_weights(sw, slice(split, None)))
             xs, ys = [a[:split] for a in xs], [t[:split] for t in ys]
-            sw = None if sw is None else sw[:split]
+            sw = _slice_weights(sw, slice(None, split))
         if class_weight is not None:  # Keras: the training part's labels only
             sw = self._sample_weights_of(ys, None, class_weight, "fit")
         n = len(xs[0])
@@ -582,8 +609,7 @@ class Trainer:
                 seen += 1
                 finite = self._train_batch(self._batch(xs, order, batch, "x"),
                                            self._batch(ys, order, batch, "y"),
-                                           None if sw is None else
-                                           self._batch([sw], order, batch, "w")[0])
+                                           self._batch_weights(sw, order, batch))
                 logs = self._logs()
                 if not finite:
                     self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
@@ -612,7 +638,7 @@ class Trainer:
             cbs.on_test_batch_begin(step)
             batch = slice(step * batch_size, (step + 1) * batch_size)
             self._test_batch([a[batch] for a in xs], [t[batch] for t in ys],
-                             None if sw is None else sw[batch])
+                             _slice_weights(sw, batch))
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
@@ -740,6 +766,10 @@ def _match(value, names, what, several):
 
 
 # ---------------------------------------------------------------- argument checks
+
+def _slice_weights(sws, part):
+    return None if sws is None else [None if w is None else w[part] for w in sws]
+
 
 def _checked_weights(w, fn, name):
     """Sample or class weights: finite and >= 0 (a negative weight would train the model
