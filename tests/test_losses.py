@@ -222,3 +222,21 @@ def test_the_fused_path_is_the_chain_rule_through_softmax(loss):
     assert loss.fuses_softmax and fused_value == pytest.approx(value, rel=1e-5)
     np.testing.assert_allclose(dlogits, p * (dp - np.sum(dp * p, axis=1, keepdims=True)),
                                rtol=1e-4, atol=1e-7)
+
+
+def test_a_subclass_written_as_for_keras_computes_but_cannot_train(keras):
+    class Squared(losses.Loss):
+        def call(self, y_true, y_pred):
+            return np.mean((y_pred - y_true) ** 2, axis=-1)
+
+    class KerasSquared(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return keras.ops.mean((y_pred - y_true) ** 2, axis=-1)
+
+    for reduction in REDUCTIONS:
+        got = Squared(reduction=reduction)(TARGETS, PROBS, sample_weight=WEIGHTS)
+        want = KerasSquared(reduction=reduction)(TARGETS, PROBS, sample_weight=WEIGHTS)
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-6)
+    assert Squared().name == "squared" and losses.get(None) is None
+    with pytest.raises(NotImplementedError, match="value_and_grad"):
+        Squared().value_and_grad(TARGETS, PROBS)

@@ -122,6 +122,32 @@ class Loss:
         loss, grad, _ = self._compute(y_true, y_pred, weights, mode, out=out)
         return loss, grad
 
+    def call(self, y_true, y_pred):
+        """A subclass's loss of each sample (Keras' Loss.call), in NumPy."""
+        raise NotImplementedError(f"{type(self).__name__}: implement call(y_true, y_pred) (the "
+                                  "value of each sample), as for a Keras Loss")
+
+    def _compute(self, y_true, y_pred, weights, mode, need_grad=True, out=None):
+        # A subclass written as for Keras (call() only): its values, weighted and reduced as
+        # Keras reduces them; cnnkit cannot differentiate NumPy code, so it cannot train with it.
+        if need_grad:
+            raise NotImplementedError(
+                f"{self.name}: cnnkit trains with losses that give their own gradient; a Loss "
+                "subclass must implement value_and_grad(y_true, y_pred, out=None, "
+                "sample_weight=None) -> (loss, dloss/dy_pred)")
+        values = np.asarray(self.call(y_true, y_pred), np.float64)
+        rows = values.reshape(len(y_pred), -1) if values.ndim else values.reshape(1, 1)
+        w = np.ones(len(rows)) if weights is None else weights.astype(np.float64)
+        weighted = rows * w[:, None]
+        total = float(weighted.sum())
+        if mode == 1:
+            total = total / rows.size if rows.size else 0.0
+        elif mode == 2:
+            divisor = float(w.sum()) * rows.shape[1]
+            total = total / divisor if divisor else 0.0
+        return total, None, (weighted.reshape(values.shape).astype(np.float32)
+                             if mode == 3 else None)
+
     def _trainable_mode(self):
         if self.reduction not in TRAINABLE_REDUCTIONS:
             raise ValueError(f"{self.name}: reduction={self.reduction!r} gives a value per "
@@ -415,6 +441,8 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
 def get(identifier):
     """A name ('categorical_crossentropy', 'mse', 'mae', 'huber', 'kld', ...), a class name,
     a Loss, one of the functions above, or a {'class_name', 'config'} dict -> a Loss object."""
+    if identifier is None:
+        return None
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, dict):
