@@ -127,6 +127,48 @@ def test_steps_per_epoch_as_keras_epoch_iterator():
     assert counter.steps == [4, 4]
 
 
+KERAS_STEPS = r"""
+import json, numpy as np, keras
+x = np.zeros((12, 5), np.float32); y = np.zeros(12, int)
+m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+m.compile("sgd", "sparse_categorical_crossentropy")
+class C(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None): self.s = []
+    def on_epoch_begin(self, e, logs=None): self.s.append(0)
+    def on_train_batch_end(self, b, logs=None): self.s[-1] += 1
+out = []
+for kw in json.loads(input()):
+    c = C()
+    m.fit(x, y, verbose=0, callbacks=[c], **kw)
+    out.append(c.s)
+print(json.dumps(out))
+"""
+
+
+def test_steps_per_epoch_counts_match_keras_on_jax():
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    runs = [dict(batch_size=5, steps_per_epoch=2, epochs=4), dict(batch_size=5, steps_per_epoch=7,
+            epochs=2), dict(steps_per_epoch=4, epochs=2), dict(batch_size=4, steps_per_epoch=3,
+            epochs=3), dict(batch_size=5, steps_per_epoch=5, epochs=3)]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", KERAS_STEPS], input=json.dumps(runs),
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    want = json.loads(run.stdout.strip().splitlines()[-1])
+    m, got = model(), []
+    for kw in runs:
+        counter = StepCounter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(X, LABELS, verbose=0, callbacks=[counter], **kw)
+        got.append(counter.steps)
+    assert got == want
+
+
 def test_weighted_metrics_when_metrics_take_sample_weight():
     m = model(metrics=["accuracy"])
     acc = m.metrics[-1]
@@ -240,3 +282,67 @@ def test_a_warm_weighted_fit_step_allocates_almost_nothing(weighting):
     finally:
         tracemalloc.stop()
     assert len(probe.rises) == 12 and max(probe.rises) < STEP_BOUND, probe.rises
+
+
+KERAS_FIT = r"""
+import json, sys
+import numpy as np, keras
+args = json.loads(sys.stdin.read())
+out = []
+for case in args:
+    m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    loss = getattr(keras.losses, case["loss"])(**case["loss_args"])
+    m.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+    m.set_weights([np.array(w, np.float32) for w in case["weights"]])
+    kw = {k: ({int(c): v for c, v in case[k].items()} if k == "class_weight" else np.array(case[k]))
+          for k in ("class_weight", "sample_weight") if k in case}
+    h = m.fit(np.array(case["x"], np.float32), np.array(case["y"]), batch_size=case["batch_size"],
+              epochs=2, shuffle=False, verbose=0, **kw)
+    out.append({"weights": [w.tolist() for w in m.get_weights()], "loss": h.history["loss"]})
+print(json.dumps(out))
+"""
+
+
+def test_weighted_training_matches_keras_on_jax():
+    """The same model, data and weights trained by Keras 3 (jax backend, in a subprocess) and
+    by cnnkit: the same weights and the same logged (weighted) losses."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    w = RNG.uniform(0, 2, 12).round(3)
+    cases = [
+        dict(loss="CategoricalCrossentropy", loss_args={"label_smoothing": 0.1}, y=ONEHOT,
+             batch_size=12, class_weight={str(k): v for k, v in CW.items()}),
+        dict(loss="SparseCategoricalCrossentropy", loss_args={}, y=LABELS, batch_size=5,
+             sample_weight=w),
+        dict(loss="CategoricalFocalCrossentropy", loss_args={"gamma": 1.0}, y=ONEHOT,
+             batch_size=5, class_weight={str(k): v for k, v in CW.items()}),
+    ]
+    mine = []
+    for case in cases:
+        m = model()
+        m.compile(optimizer=optimizers.SGD(0.5),
+                  loss=getattr(losses, case["loss"])(**case["loss_args"]))
+        case["weights"] = [a.tolist() for a in m.get_weights()]
+        kw = {}
+        if "class_weight" in case:
+            kw["class_weight"] = {int(c): v for c, v in case["class_weight"].items()}
+        if "sample_weight" in case:
+            kw["sample_weight"] = case["sample_weight"]
+        h = m.fit(X, case["y"], batch_size=case["batch_size"], epochs=2, shuffle=False,
+                  verbose=0, **kw)
+        mine.append((m.get_weights(), h.history["loss"]))
+    payload = [{**c, "x": X.tolist(), "y": np.asarray(c["y"]).tolist(),
+                **({"sample_weight": c["sample_weight"].tolist()} if "sample_weight" in c else {})}
+               for c in cases]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", KERAS_FIT], input=json.dumps(payload),
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    for case, (weights, history), want in zip(cases, mine, theirs):
+        for a, b in zip(weights, want["weights"]):
+            np.testing.assert_allclose(a, np.array(b), rtol=1e-4, atol=1e-5, err_msg=case["loss"])
+        np.testing.assert_allclose(history, want["loss"], rtol=1e-4, err_msg=case["loss"])
