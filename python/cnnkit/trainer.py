@@ -14,6 +14,15 @@ Several outputs (Keras 3's rules): loss is one loss for every output, a list (on
 or a dict by output name; loss_weights likewise; metrics a list of lists or a dict by output
 name (a flat list only for one output). The logs hold 'loss' (the weighted sum), then
 '<output>_loss' for each output and '<output>_<metric>' for each metric.
+
+Weights (Keras 3's rules): sample_weight is one float per sample, for every output or per
+output (a list or a dict by output name); class_weight ({class: weight}, one output only)
+becomes per-sample weights from the training labels (the index, the argmax of one-hot rows, or
+the rounded value of a single sigmoid output). The losses divide the weighted sum by the batch
+size ('sum_over_batch_size'); metrics get sample_weight= only when there are weights. The
+weights of a batch are gathered into reused buffers, as x and y are. steps_per_epoch with
+array data follows Keras' EpochIterator: a pass over the data runs on across epochs, and an
+epoch that reaches the end of the pass stops there.
 """
 import math
 import warnings
