@@ -166,6 +166,8 @@ def test_value_and_grad_takes_out_and_sample_weight():
     (lambda: losses.CategoricalCrossentropy(label_smoothing=2), ValueError, ["label_smoothing"]),
     (lambda: losses.SparseCategoricalCrossentropy(ignore_class=1.5), TypeError, ["ignore_class"]),
     (lambda: losses.Huber(delta=-1), ValueError, ["delta"]),
+    (lambda: losses.Huber(delta=float("inf")), ValueError, ["delta"]),
+    (lambda: losses.CategoricalFocalCrossentropy(alpha=float("nan")), ValueError, ["alpha"]),
     (lambda: losses.CategoricalFocalCrossentropy(gamma="2"), TypeError, ["gamma"]),
     (lambda: losses.MeanSquaredError(dtype="float16"), ValueError, ["dtype"]),
     (lambda: losses.get("huber_loss2"), ValueError, ["Unknown loss"]),

@@ -48,7 +48,7 @@ def _number(value, name, owner, low=-math.inf, high=math.inf):
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
     value = float(value)
-    if not (low <= value <= high):
+    if not (math.isfinite(value) and low <= value <= high):
         raise ValueError(f"{owner}: {name} must be in [{low}, {high}], got {value!r}")
     return value
 
