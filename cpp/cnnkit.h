@@ -271,3 +271,4 @@ bool set_simd_isa(const char* name);
 #include "normalization.h"  // BatchNormalization, LayerNormalization
 #include "elementwise.h"    // Rescaling, Normalization, SpatialDropout2D, GaussianNoise
 #include "optimizer.h"      // SGD, RMSprop, Adam(W), Adagrad, Nadam, Adamax
+#include "loss.h"           // Keras 3 losses with sample weights and reductions

@@ -85,7 +85,11 @@ CASES = [
     ("shuffle 'batch'", fit(X, Y, shuffle="batch"), V, ["shuffle"]),
     ("callbacks an int", fit(X, Y, callbacks=[3]), T, ["callbacks", "Callback", "int"]),
     ("callbacks not a list", fit(X, Y, callbacks=callbacks.History()), T, ["callbacks", "list"]),
-    ("sample_weight", fit(X, Y, sample_weight=np.ones(6)), V, ["sample_weight"]),
+    ("negative sample_weight", fit(X, Y, sample_weight=-np.ones(6)), V, ["sample_weight", ">= 0"]),
+    ("sample_weight of 5", fit(X, Y, sample_weight=np.ones(5)), V, ["sample_weight", "(6,)"]),
+    ("class_weight a list", fit(X, Y, class_weight=[1, 2]), T, ["class_weight", "dict"]),
+    ("class_weight class 5", fit(X, Y, class_weight={5: 1.0}), V, ["class_weight", "0 to 4"]),
+    ("steps_per_epoch 0", fit(X, Y, steps_per_epoch=0), V, ["steps_per_epoch"]),
     # compile and its names
     ("fit before compile", lambda: model(compiled=False).fit(X, Y, verbose=0), V, ["compile()"]),
     ("evaluate before compile", lambda: model(compiled=False).evaluate(X, Y), V, ["compile()"]),

@@ -170,3 +170,24 @@ def test_a_process_killed_mid_save_leaves_the_previous_file_whole(saved):
     load_model(saved)  # and it still loads
     leftovers = [n for n in os.listdir(saved.parent) if n != saved.name]
     assert all(n.startswith("model.keras.") and n.endswith(".tmp") for n in leftovers)
+
+
+def test_compile_metrics_and_weighted_metrics_survive_a_save(tmp_path):
+    """Metric objects keep their arguments, and weighted_metrics stay weighted, in the file."""
+    from cnnkit import metrics
+    set_random_seed(0)
+    model = models.Sequential([layers.Input((4,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy",
+                  metrics=[metrics.AUC(num_thresholds=37, name="roc"), "Precision"],
+                  weighted_metrics=["accuracy"])
+    x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.float32)
+    w = np.linspace(0, 1, 16).astype(np.float32)
+    before = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    after = loaded.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    assert set(after) == {"loss", "roc", "Precision", "accuracy"} == set(before)
+    assert after == pytest.approx(before)
+    roc = next(m for m in loaded.metrics if m.name == "roc")
+    assert isinstance(roc, metrics.AUC) and roc.num_thresholds == 37

@@ -295,3 +295,24 @@ def test_compile_default_is_rmsprop_and_trains():
     model.train_on_batch(x, y)
     assert model.optimizer.iterations == 1
     assert not np.array_equal(before[0], model.get_weights()[0])
+
+
+def test_fit_ends_with_the_moving_averages_when_use_ema():
+    """As Keras' fit: at the end of training, use_ema puts each weight's moving average in
+    place of the weight itself (finalize_variable_values)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 3)).astype(np.float32), rng.random((32, 2)).astype(np.float32)
+    cnnkit.utils.set_random_seed(0)
+    model = Sequential([Input((3,)), Dense(2)])
+    optimizer = optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    _, averages = optimizer.get_state()
+    assert len(averages) == len(model.trainable_weights) == 2
+    for weight, average in zip(model.trainable_weights, averages):
+        np.testing.assert_array_equal(weight, average)
+    cnnkit.utils.set_random_seed(0)
+    plain = Sequential([Input((3,)), Dense(2)])
+    plain.compile(optimizer=optimizers.SGD(0.1), loss="mse")
+    plain.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert not np.allclose(plain.get_weights()[0], model.get_weights()[0])

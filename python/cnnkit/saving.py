@@ -135,7 +135,8 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
             "optimizer": optimizers.serialize(model.optimizer),
             "loss": _nested(model.loss, losses.serialize),
             "loss_weights": model._loss_weights,
-            "metrics": _nested(model._metric_ids, _metric_name)}
+            "metrics": _nested(model._metric_ids, _metric_entry),
+            "weighted_metrics": _nested(model._weighted_metric_ids, _metric_entry)}
         if include_optimizer:
             iterations, slots = model.optimizer.get_state()
             config["optimizer_iterations"] = iterations
@@ -173,9 +174,17 @@ def _nested(value, fn):
     return fn(value)
 
 
-def _metric_name(metric):
-    return metric if isinstance(metric, str) else getattr(metric, "name",
-                                                          getattr(metric, "__name__", None))
+def _metric_entry(metric):
+    """A compile metric as the file keeps it: a name as it is; a cnnkit metric object as its
+    class and config (thresholds and all); a class or function by its name."""
+    if isinstance(metric, str):
+        return metric
+    if isinstance(metric, metrics.Metric) and type(metric).__name__ in metrics._ALL_CLASSES:
+        try:
+            return metrics.serialize(metric)
+        except (TypeError, NotImplementedError):
+            pass
+    return getattr(metric, "name", getattr(metric, "__name__", None))
 
 
 def _build_from_file(model, config):
@@ -229,13 +238,23 @@ def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
     return model
 
 
+def _restorable(entry):
+    """Whether a saved metric entry (a name or a serialized cnnkit metric) makes a metric."""
+    try:
+        metrics.get(entry)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
 def _known_metrics(value, dropped):
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "class_name" not in value:  # by output name
         return {k: _known_metrics(v, dropped) for k, v in value.items()}
-    if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+    if isinstance(value, list) and any(isinstance(v, list) or (isinstance(v, dict) and
+                                       "class_name" not in v) for v in value):
         return [_known_metrics(v, dropped) for v in value]
     if isinstance(value, list):
-        known = [m for m in value if m in ("accuracy", "acc") or m in metrics.FUNCTIONS]
+        known = [m for m in value if _restorable(m)]
         dropped.extend(m for m in value if m not in known)
         return known
     return value
@@ -244,10 +263,12 @@ def _known_metrics(value, dropped):
 def _restore_compile(model, config, compiled, slots, path):
     dropped = []
     known = _known_metrics(compiled.get("metrics"), dropped)
+    weighted = _known_metrics(compiled.get("weighted_metrics"), dropped)
     if dropped:
         warnings.warn(f"{path}: custom metrics are not restored: {dropped}", stacklevel=3)
     model.compile(optimizer=optimizers.get(compiled["optimizer"]),
                   loss=_nested(compiled["loss"], losses.get),
-                  loss_weights=compiled.get("loss_weights"), metrics=known)
+                  loss_weights=compiled.get("loss_weights"), metrics=known,
+                  weighted_metrics=weighted)
     if "optimizer_iterations" in config:
         model.optimizer.set_state(config["optimizer_iterations"], slots, model.trainable_weights)

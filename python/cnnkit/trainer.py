@@ -14,6 +14,15 @@ Several outputs (Keras 3's rules): loss is one loss for every output, a list (on
 or a dict by output name; loss_weights likewise; metrics a list of lists or a dict by output
 name (a flat list only for one output). The logs hold 'loss' (the weighted sum), then
 '<output>_loss' for each output and '<output>_<metric>' for each metric.
+
+Weights (Keras 3's rules): sample_weight is one float per sample, for every output or per
+output (a list or a dict by output name); class_weight ({class: weight}, one output only)
+becomes per-sample weights from the training labels (the index, the argmax of one-hot rows, or
+the rounded value of a single sigmoid output). The losses divide the weighted sum by the batch
+size ('sum_over_batch_size'); metrics get sample_weight= only when there are weights. The
+weights of a batch are gathered into reused buffers, as x and y are. steps_per_epoch with
+array data follows Keras' EpochIterator: a pass over the data runs on across epochs, and an
+epoch that reaches the end of the pass stops there.
 """
 import math
 import warnings
@@ -55,18 +64,30 @@ class Trainer:
         self._penalty_scratch = {}         # per regularized weight, for its penalty
 
     # ------------------------------------------------------------ compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                run_eagerly=False, jit_compile="auto", steps_per_execution=1, **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", **kwargs):
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword arguments {sorted(kwargs)}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = _map_structure(loss, losses_module.get, "loss")
-        if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
-            raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}]")
+        for leaf in _leaves(self.loss):
+            reduction = getattr(leaf, "reduction", "sum_over_batch_size")
+            if leaf is not None and reduction not in losses_module.TRAINABLE_REDUCTIONS:
+                raise ValueError(f"compile: the loss {leaf.name!r} has reduction={reduction!r}, "
+                                 "a value per sample; cnnkit trains with one of "
+                                 f"{losses_module.TRAINABLE_REDUCTIONS}")
+        for what, ids in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if isinstance(ids, (str, metrics_module.Metric)) or callable(ids):
+                raise TypeError(f"compile: {what} must be a list, e.g. {what}=[{ids!r}]")
+            for metric in _leaves(ids):  # an unknown name is reported here, not in fit
+                if metric is not None and not isinstance(metric, type):
+                    metrics_module.get(metric, None)  # a class is made later, once, to keep
+                elif metric is not None and not issubclass(metric, metrics_module.Metric):
+                    metrics_module.get(metric, None)  # its default name (auc, not auc_1)
+        # Keras 3: sample weights reach weighted_metrics only; metrics stay unweighted.
         self._metric_ids = metrics
-        for metric in _leaves(metrics):  # an unknown name is reported here, not in fit
-            if metric is not None:
-                metrics_module.get(metric, None)
+        self._weighted_metric_ids = weighted_metrics
         if loss_weights is not None and not isinstance(loss_weights, (list, tuple, dict)):
             if not isinstance(loss_weights, (int, float)) or isinstance(loss_weights, bool):
                 raise TypeError(f"compile: loss_weights must be a number, a list or a dict, got "
@@ -92,15 +113,9 @@ class Trainer:
         several = len(names) > 1
         losses = _match(self.loss, names, "loss", several)
         weights = _match(self._loss_weights, names, "loss_weights", several)
-        metric_ids = self._metric_ids
-        if isinstance(metric_ids, (list, tuple)) and not several:
-            metric_ids = [list(metric_ids)]
-        elif isinstance(metric_ids, (list, tuple)) and several and any(
-                not isinstance(m, (list, tuple)) and m is not None for m in metric_ids):
-            raise ValueError(f"compile: metrics={metric_ids!r} for a model with outputs {names}: "
-                             "give a list of lists (one per output) or a dict by output name, "
-                             "as in Keras")
-        metric_ids = _match(metric_ids, names, "metrics", several)
+        metric_ids = _metrics_per_output(self._metric_ids, names, "metrics")
+        self._weighted_ids = _metrics_per_output(self._weighted_metric_ids, names,
+                                                 "weighted_metrics")
         compiled = []
         for name, loss, weight, ids in zip(names, losses, weights, metric_ids):
             if loss is None:
@@ -133,16 +148,22 @@ class Trainer:
         shapes = self._output_shapes()
         self._output_losses = [metrics_module.Mean(f"{name}_loss") for name, *_ in outputs] \
             if several else []
-        self._output_metrics = []
-        for (name, loss, _, ids), shape in zip(outputs, shapes):
-            made = []
-            for m in ids:
-                metric = metrics_module.get(m, loss, shape)
-                if several:
+        self._output_metrics, self._output_weighted_metrics = [], []
+        for (name, loss, _, ids), weighted_ids, shape in zip(outputs, self._weighted_ids, shapes):
+            made = [metrics_module.get(m, loss, shape) for m in ids]
+            weighted = [metrics_module.get(m, loss, shape) for m in weighted_ids or []]
+            taken = {m.name for m in made}
+            for metric in weighted:  # as Keras: a name both lists use is weighted_<name> here
+                if metric.name in taken:
+                    metric.name = f"weighted_{metric.name}"
+                taken.add(metric.name)
+            if several:
+                for metric in made + weighted:
                     metric.name = f"{name}_{metric.name}"
-                made.append(metric)
             self._output_metrics.append(made)
-        self._metrics = self._output_losses + [m for ms in self._output_metrics for m in ms]
+            self._output_weighted_metrics.append(weighted)
+        self._metrics = self._output_losses + [
+            m for ms in self._output_metrics + self._output_weighted_metrics for m in ms]
         # Softmax fused with cross-entropy, per output: the loss then reads the logits.
         # Not when the softmax layer has an activity regularizer: its penalty's gradient is with
         # respect to the softmax output, so that output's gradient must exist.
@@ -239,6 +260,88 @@ class Trainer:
                                  f"and {len(t) if t.ndim else 'a scalar'}")
         return xs, ys
 
+    def _sample_weights_of(self, ys, sample_weight, class_weight, fn):
+        """The samples' weights per output (a float32 (N,) array or None each), or None:
+        sample_weight as given (one array for every output, or a list or dict by output name
+        of them, as Keras 3 takes them), or class_weight turned into per-sample weights from
+        the labels as Keras 3 does (data_adapter_utils.class_weight_to_sample_weights)."""
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(f"{fn}: you cannot give class_weight and sample_weight at the "
+                                 "same time (as in Keras)")
+            return [self._class_weights(ys, class_weight, fn)]
+        if sample_weight is None:
+            return None
+        names = self.output_names
+        if len(names) > 1 and isinstance(sample_weight, dict):
+            unknown = [k for k in sample_weight if k not in names]
+            if unknown:
+                raise ValueError(f"{fn}: sample_weight has keys {unknown} that are not outputs "
+                                 f"of the model; its outputs are {names}")
+            sample_weight = [sample_weight.get(name) for name in names]
+        if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
+                and any(w is None or np.ndim(w) > 0 for w in sample_weight)):
+            if len(sample_weight) != len(names):
+                raise ValueError(f"{fn}: sample_weight has {len(sample_weight)} arrays but the "
+                                 f"model has {len(names)} outputs {names}: give one per output "
+                                 "(or one array for all)")
+            per_output = [None if w is None else self._one_weight_array(ys, w, fn)
+                          for w in sample_weight]
+            return None if all(w is None for w in per_output) else per_output
+        return [self._one_weight_array(ys, sample_weight, fn)] * len(names)
+
+    def _one_weight_array(self, ys, sample_weight, fn):
+        n = len(ys[0])
+        try:
+            w = np.asarray(sample_weight)
+        except (ValueError, TypeError):
+            w = None
+        if w is None or w.dtype.kind not in "fiub":
+            raise TypeError(f"{fn}: sample_weight must be a numeric array of one weight per "
+                            f"sample, got {type(sample_weight).__name__}")
+        if w.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{fn}: sample_weight must have shape ({n},) (one weight per "
+                             f"sample), got shape {w.shape}")
+        return _checked_weights(c_array(w.reshape(n), np.float32), fn, "sample_weight")
+
+    def _class_weights(self, ys, class_weight, fn):
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{fn}: class_weight must be a dict {{class index: weight}}, got "
+                            f"{type(class_weight).__name__}")
+        if len(ys) > 1:
+            raise ValueError(f"{fn}: class_weight is only supported for models with a single "
+                             "output (as in Keras); give sample_weight instead")
+        y = ys[0]
+        k = self._output_shapes()[0][-1]
+        classes = 2 if k == 1 else k  # a single sigmoid output: classes 0 and 1
+        table = np.ones(classes, np.float32)
+        for key, value in class_weight.items():
+            if not _is_int(key) or not 0 <= key < classes:
+                raise ValueError(f"{fn}: class_weight has the key {key!r}, but the model's "
+                                 f"classes are 0 to {classes - 1}")
+            if (not isinstance(value, (int, float, np.integer, np.floating))
+                    or isinstance(value, (bool, np.bool_))):
+                raise TypeError(f"{fn}: class_weight[{key}] must be a number, got {value!r}")
+            table[int(key)] = value
+        _checked_weights(table, fn, "class_weight")
+        # Keras: class indices as they are (sparse), the argmax of one-hot rows, the rounded
+        # value of a single output.
+        if y.dtype == np.int64:
+            labels = y
+        elif y.ndim == 2 and y.shape[1] > 1:
+            labels = np.argmax(y, axis=-1)
+        elif y.ndim == 2:
+            labels = np.round(y[:, 0]).astype(np.int64)
+        else:
+            labels = None
+        if labels is None or labels.ndim != 1:
+            raise ValueError(f"{fn}: class_weight needs one class per sample; this model's "
+                             f"targets have shape {y.shape}: give sample_weight instead")
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(f"{fn}: class_weight: the targets hold classes outside 0 to "
+                             f"{classes - 1}")
+        return table[labels]
+
     def _shuffle_generator(self):
         if self._shuffler is None:
             self._shuffler = utils.spawn_generator()
@@ -266,13 +369,16 @@ class Trainer:
         out = self.forward(state, xs if len(xs) > 1 else xs[0], training)
         return out if isinstance(out, list) else [out]
 
-    def _losses_and_grads(self, state, ys, outs):
+    def _losses_and_grads(self, state, ys, outs, sws=None):
         """The weighted total loss and each output's loss gradient (with respect to its logits
-        where softmax is fused), the gradients in reused buffers for cnnkit's losses."""
+        where softmax is fused), the gradients in reused buffers for cnnkit's losses. sws: per
+        output, the batch's sample weights (float32 (N,)) or None (or None for every output);
+        a user's loss gets sample_weight= only when there are weights."""
         total, grads = 0.0, []
         for i, ((_, loss, weight, _), y, out) in enumerate(zip(self._per_output(), ys, outs)):
             pred = self.logits_of(state, i) if self._fused[i] else out
-            kwargs = {}
+            sw = None if sws is None else sws[i]
+            kwargs = {} if sw is None else {"sample_weight": sw}
             if self._loss_out[i]:
                 kwargs["out"] = self._step_buffers(len(pred))(f"dloss{i}", pred.shape)
             if self._fused[i]:
@@ -287,11 +393,15 @@ class Trainer:
             grads.append(grad)
         return total, grads
 
-    def _update_metrics(self, loss, ys, outs):
+    def _update_metrics(self, loss, ys, outs, sws=None):
         self._loss_tracker.update_state(loss, len(ys[0]))
-        for metrics, y, out in zip(self._output_metrics, ys, outs):
+        for i, (metrics, weighted, y, out) in enumerate(zip(
+                self._output_metrics, self._output_weighted_metrics, ys, outs)):
             for metric in metrics:
                 metric.update_state(y, out)
+            sw = None if sws is None else sws[i]
+            for metric in weighted:
+                metric.update_state(y, out, sample_weight=sw)
 
     def _step_plan(self, state, n_inputs):
         """What a training step needs beyond the graph, worked out once (again only when a
@@ -359,7 +469,7 @@ class Trainer:
             buf.fill(0)
         return buf
 
-    def _train_batch(self, xs, ys):
+    def _train_batch(self, xs, ys, sws=None):
         """One update; False, and no update (or the update undone), when the loss, a gradient
         or an updated weight is not finite: the weights then stay those of the last finite
         step (Keras' TerminateOnNaN, by default)."""
@@ -367,7 +477,7 @@ class Trainer:
             state = self._step_state(True)
             _, weights, sources, regularized = self._step_plan(state, len(xs))
             outs = self._run(state, xs, True)
-            loss, douts = self._losses_and_grads(state, ys, outs)
+            loss, douts = self._losses_and_grads(state, ys, outs, sws)
             self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
             grads = self._gradients(state, sources)
             loss += self._penalties(state, regularized, grads)
@@ -375,7 +485,7 @@ class Trainer:
             finite = math.isfinite(loss) and _core.all_finite(grads)
             if finite:
                 finite = self._apply_keeping_finite(grads, weights)
-            self._update_metrics(loss, ys, outs)
+            self._update_metrics(loss, ys, outs, sws)
         return finite
 
     def _apply_keeping_finite(self, grads, weights):
@@ -400,19 +510,28 @@ class Trainer:
                       "from before this batch (the last finite ones)", RuntimeWarning,
                       stacklevel=3)
 
-    def _test_batch(self, xs, ys):
+    def _test_batch(self, xs, ys, sws=None):
         with self._exclusive():
             state = self._step_state(False)
             outs = self._run(state, xs, False)
-            loss, _ = self._losses_and_grads(state, ys, outs)
+            loss, _ = self._losses_and_grads(state, ys, outs, sws)
             loss += self._penalties(state, self._regularized(()))
-            self._update_metrics(loss, ys, outs)
+            self._update_metrics(loss, ys, outs, sws)
 
     def _gather(self, data, indices, name):
         """data[indices] into a buffer reused while the batch size stays the same."""
         shape = (len(indices),) + data.shape[1:]
         out = self._step_buffers(len(indices))(name, shape, data.dtype)
         return np.take(data, indices, axis=0, out=out, mode="clip")  # 'raise' would copy
+
+    def _batch_weights(self, sws, order, batch):
+        """The batch's sample weights per output, gathered as x and y are."""
+        if sws is None:
+            return None
+        if order is None:
+            return [None if w is None else w[batch] for w in sws]
+        return [None if w is None else self._gather(w, order[batch], f"w{i}")
+                for i, w in enumerate(sws)]
 
     def _batch(self, arrays, order, batch, prefix):
         if order is None:
@@ -428,11 +547,12 @@ class Trainer:
         """Trains for epochs - initial_epoch epochs; returns a History whose .history holds
         loss, the metrics, and val_ ones with validation data, a value per epoch."""
         self._require("fit")
-        if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
-            raise ValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
+        if steps_per_epoch is not None:
+            steps_per_epoch = _batch_size(steps_per_epoch, "fit", "steps_per_epoch")
         if shuffle not in (True, False):
             raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
         verbose = _verbose(verbose, "fit")
+        given_batch_size = batch_size
         batch_size = _batch_size(batch_size, "fit")
         epochs = _count(epochs, "epochs", "fit")
         initial_epoch = _count(initial_epoch, "initial_epoch", "fit")
@@ -441,11 +561,21 @@ class Trainer:
             validation_batch_size = _batch_size(validation_batch_size, "fit",
                                                 "validation_batch_size")
         xs, ys = self._prepare(x, y)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("fit: you cannot give class_weight and sample_weight at the same "
+                             "time (as in Keras)")
+        sw = self._sample_weights_of(ys, sample_weight, None, "fit")
+        if class_weight is not None:  # checked now, applied to the training part below
+            self._sample_weights_of(ys, None, class_weight, "fit")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-            val = self._prepare(*validation_data, what="fit: validation_data's x and y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, val_sample_weight)")
+            val_x, val_y, val_sw = (tuple(validation_data) + (None,))[:3]
+            val_xs, val_ys = self._prepare(val_x, val_y, what="fit: validation_data's x and y")
+            val = (val_xs, val_ys, self._sample_weights_of(val_ys, val_sw, None,
+                                                 "fit: validation_data's sample_weight"))
         elif validation_split:
             if (not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool)
                     or not 0 < validation_split < 1):
@@ -456,10 +586,17 @@ class Trainer:
             if split == 0 or split == n:
                 raise ValueError(f"fit: validation_split={validation_split} of {n} samples "
                                  "leaves no training or no validation samples")
-            val = ([a[split:] for a in xs], [t[split:] for t in ys])
+            val = ([a[split:] for a in xs], [t[split:] for t in ys],
+                   _slice_weights(sw, slice(split, None)))
             xs, ys = [a[:split] for a in xs], [t[:split] for t in ys]
+            sw = _slice_weights(sw, slice(None, split))
+        if class_weight is not None:  # Keras: the training part's labels only
+            sw = self._sample_weights_of(ys, None, class_weight, "fit")
         n = len(xs[0])
-        steps = math.ceil(n / batch_size)
+        if given_batch_size is None and steps_per_epoch is not None:
+            batch_size = math.ceil(n / steps_per_epoch)  # Keras' ArrayDataAdapter
+        num_batches = math.ceil(n / batch_size)
+        steps = steps_per_epoch or num_batches
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps, in_fit=True)
         self.stop_training = False
@@ -469,15 +606,29 @@ class Trainer:
         initial_epoch, first_step = getattr(self, "_resume_at", None) or (initial_epoch, 0)
         self._resume_at = None
         logs = {}
+        # Keras 3's EpochIterator: with steps_per_epoch, a pass over the data continues from
+        # epoch to epoch; an epoch that reaches the end of the pass stops there (a warning
+        # when steps_per_epoch asked for more), and the next epoch starts a new pass.
+        order, seen = None, 0
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
-            order = generator.permutation(n) if shuffle else None
+            if seen == 0 or steps_per_epoch is None:
+                order, seen = (generator.permutation(n) if shuffle else None), 0
+            seen += first_step  # a resumed epoch skips the batches done before the backup
             for step in range(first_step, steps):
+                if seen >= num_batches:
+                    warnings.warn("fit: your input ran out of data; interrupting the epoch "
+                                  f"after {step} of steps_per_epoch={steps_per_epoch} steps "
+                                  "(the data holds batches for "
+                                  f"{num_batches} steps per pass)", UserWarning, stacklevel=2)
+                    break
                 cbs.on_train_batch_begin(step)
-                batch = slice(step * batch_size, (step + 1) * batch_size)
+                batch = slice(seen * batch_size, (seen + 1) * batch_size)
+                seen += 1
                 finite = self._train_batch(self._batch(xs, order, batch, "x"),
-                                           self._batch(ys, order, batch, "y"))
+                                           self._batch(ys, order, batch, "y"),
+                                           self._batch_weights(sw, order, batch))
                 logs = self._logs()
                 if not finite:
                     self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
@@ -485,6 +636,8 @@ class Trainer:
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if seen >= num_batches:
+                seen = 0
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate(*val, validation_batch_size or batch_size, cbs)
                 logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
@@ -492,11 +645,13 @@ class Trainer:
             first_step = 0
             if self.stop_training:
                 break
+        if epochs > initial_epoch:  # Keras: with use_ema, the weights become their averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
         return cbs.history
 
     # ------------------------------------------------------------ evaluate and predict
-    def _evaluate(self, xs, ys, batch_size, cbs):
+    def _evaluate(self, xs, ys, sw, batch_size, cbs):
         self._reset_metrics()
         steps = math.ceil(len(xs[0]) / batch_size)
         cbs.on_test_begin()
@@ -504,7 +659,8 @@ class Trainer:
         for step in range(steps):
             cbs.on_test_batch_begin(step)
             batch = slice(step * batch_size, (step + 1) * batch_size)
-            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys])
+            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys],
+                             _slice_weights(sw, batch))
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
@@ -514,14 +670,15 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict."""
         self._require("evaluate")
-        if sample_weight is not None or steps is not None:
-            raise ValueError("evaluate: sample_weight and steps are not supported")
+        if steps is not None:
+            raise ValueError("evaluate: steps is not supported")
         verbose = _verbose(verbose, "evaluate")
         batch_size = _batch_size(batch_size, "evaluate")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, None, "evaluate")
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=math.ceil(len(xs[0]) / batch_size))
-        logs = self._evaluate(xs, ys, batch_size, cbs)
+        logs = self._evaluate(xs, ys, sw, batch_size, cbs)
         return self._returned(logs, return_dict)
 
     def _returned(self, logs, return_dict):
@@ -563,21 +720,19 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One update on this batch; returns its loss (and metrics), as Keras."""
         self._require("train_on_batch")
-        if sample_weight is not None or class_weight is not None:
-            raise ValueError("train_on_batch: sample_weight and class_weight are not supported")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, class_weight, "train_on_batch")
         self._reset_metrics()
-        if not self._train_batch(xs, ys):
+        if not self._train_batch(xs, ys, sw):
             self._invalid_loss("train_on_batch")
         return self._returned(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require("test_on_batch")
-        if sample_weight is not None:
-            raise ValueError("test_on_batch: sample_weight is not supported")
         xs, ys = self._prepare(x, y)
+        sw = self._sample_weights_of(ys, sample_weight, None, "test_on_batch")
         self._reset_metrics()
-        self._test_batch(xs, ys)
+        self._test_batch(xs, ys, sw)
         return self._returned(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
@@ -593,7 +748,7 @@ class Trainer:
 # ---------------------------------------------------------------- compile's structures
 
 def _leaves(value):
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "class_name" not in value:  # by output name; not a config
         return [leaf for v in value.values() for leaf in _leaves(v)]
     if isinstance(value, (list, tuple)):
         return [leaf for v in value for leaf in _leaves(v)]
@@ -611,6 +766,18 @@ def _map_structure(value, fn, what):
     return fn(value)
 
 
+def _metrics_per_output(ids, names, what):
+    """compile's metrics (or weighted_metrics) as one list of metric ids per output."""
+    several = len(names) > 1
+    if isinstance(ids, (list, tuple)) and not several:
+        ids = [list(ids)]
+    elif isinstance(ids, (list, tuple)) and several and any(
+            not isinstance(m, (list, tuple)) and m is not None for m in ids):
+        raise ValueError(f"compile: {what}={ids!r} for a model with outputs {names}: give a "
+                         "list of lists (one per output) or a dict by output name, as in Keras")
+    return [list(m or []) for m in _match(ids, names, what, several)]
+
+
 def _match(value, names, what, several):
     """compile's `what` (one value, a list, or a dict by output name) as one entry per output."""
     if isinstance(value, dict):
@@ -619,20 +786,34 @@ def _match(value, names, what, several):
             raise ValueError(f"compile: {what} has keys {unknown} that are not outputs of the "
                              f"model; its outputs are {names}")
         return [value.get(n) for n in names]
-    if isinstance(value, (list, tuple)) and (several or what == "metrics"):
+    if isinstance(value, (list, tuple)) and (several or what.endswith("metrics")):
         if len(value) != len(names):
             raise ValueError(f"compile: {what} has {len(value)} entries but the model has "
                              f"{len(names)} outputs {names}")
         return list(value)
-    if isinstance(value, (list, tuple)) and len(value) == 1 and what != "metrics":
+    if isinstance(value, (list, tuple)) and len(value) == 1 and not what.endswith("metrics"):
         return list(value)
-    if isinstance(value, (list, tuple)) and what != "metrics":
+    if isinstance(value, (list, tuple)) and not what.endswith("metrics"):
         raise ValueError(f"compile: {what} has {len(value)} entries but the model has one "
                          f"output")
     return [value] * len(names)
 
 
 # ---------------------------------------------------------------- argument checks
+
+def _slice_weights(sws, part):
+    return None if sws is None else [None if w is None else w[part] for w in sws]
+
+
+def _checked_weights(w, fn, name):
+    """Sample or class weights: finite and >= 0 (a negative weight would train the model
+    away from its targets; Keras does not check, cnnkit refuses)."""
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{fn}: {name} must be finite, got NaN or infinite weights")
+    if w.size and w.min() < 0:
+        raise ValueError(f"{fn}: {name} must be >= 0, got {float(w.min())}")
+    return w
+
 
 def _batch_size(value, fn, name="batch_size"):
     """None -> 32 (Keras' default); else a positive integer."""
