@@ -3,7 +3,6 @@ the labels), sample_weight (fit, evaluate, validation_data, train_on_batch, test
 steps_per_epoch with array data (Keras' EpochIterator), the errors, and that a weighted warm
 step allocates nothing."""
 import os
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -255,7 +254,7 @@ def test_class_weight_needs_a_single_output_and_sample_weight_goes_per_output():
 
 @pytest.mark.parametrize("weighting", ["sample_weight", "class_weight"])
 def test_a_warm_weighted_fit_step_allocates_almost_nothing(weighting):
-    from test_step_allocations import STEP_BOUND, cifar_batch
+    from test_step_allocations import STEP_BOUND, cifar_batch, warm_fit_step_rises
     from cnnkit.cli.train_cifar10 import classic_cnn
     cnnkit.utils.set_random_seed(0)
     m = classic_cnn()
@@ -264,26 +263,8 @@ def test_a_warm_weighted_fit_step_allocates_almost_nothing(weighting):
     kwargs = ({"sample_weight": np.linspace(0, 2, 48)} if weighting == "sample_weight"
               else {"class_weight": {i: 1 + i / 10 for i in range(10)}})
 
-    class Probe(callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.rises = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.rises.append(tracemalloc.get_traced_memory()[1] - self.before)
-
-    m.fit(x, y, batch_size=8, epochs=1, verbose=0, **kwargs)
-    probe = Probe()
-    tracemalloc.start()
-    try:
-        m.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[probe], **kwargs)
-    finally:
-        tracemalloc.stop()
-    assert len(probe.rises) == 12 and max(probe.rises) < STEP_BOUND, probe.rises
+    rises = warm_fit_step_rises(m, x, y, **kwargs)
+    assert len(rises) == 12 and max(rises) < STEP_BOUND, rises
 
 
 KERAS_FIT = r"""

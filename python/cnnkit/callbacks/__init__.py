@@ -6,7 +6,7 @@ BackupAndRestore), csv_logger (CSVLogger), lr_scheduler (LearningRateScheduler) 
 (LambdaCallback, TerminateOnNaN).
 """
 from .base import Callback, CallbackList
-from .checkpointing import BackupAndRestore, ModelCheckpoint
+from .checkpointing import BackupAndRestore, FilepathTemplateError, ModelCheckpoint
 from .csv_logger import CSVLogger
 from .history import History, Progbar, ProgbarLogger
 from .lr_scheduler import LearningRateScheduler
@@ -15,4 +15,4 @@ from .simple import LambdaCallback, TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "Progbar", "EarlyStopping",
            "ReduceLROnPlateau", "ModelCheckpoint", "BackupAndRestore", "CSVLogger",
-           "LearningRateScheduler", "LambdaCallback", "TerminateOnNaN"]
+           "LearningRateScheduler", "LambdaCallback", "TerminateOnNaN", "FilepathTemplateError"]

@@ -14,7 +14,7 @@ from . import _checks
 from .base import Callback
 from .monitoring import MonitorCallback
 
-__all__ = ["ModelCheckpoint", "BackupAndRestore"]
+__all__ = ["ModelCheckpoint", "BackupAndRestore", "FilepathTemplateError"]
 
 
 class _BatchCounter:
@@ -34,7 +34,7 @@ class _BatchCounter:
         return False
 
 
-class _TemplateError(KeyError, ValueError):
+class FilepathTemplateError(KeyError, ValueError):
     """A filepath template naming a value the logs do not hold: a KeyError as Keras raises,
     and a ValueError like cnnkit's other misuses; its message is printed as it is."""
 
@@ -105,7 +105,7 @@ class ModelCheckpoint(MonitorCallback):
         try:
             return self.filepath.format(**values)
         except KeyError as error:
-            raise _TemplateError(
+            raise FilepathTemplateError(
                 f'Failed to format this callback filepath: "{self.filepath}". Reason: the '
                 f"template names {error}, which is not logged here; the values are "
                 f"{sorted(values)}" + ("" if batch is None else

@@ -4,8 +4,10 @@ Images are (N, H, W, C) float32; conv weights (kh, kw, cin, cout) and dense weig
 in Keras. Each function checks and normalises its arguments (cnnkit._args), converts each array
 once to C-contiguous float32, and calls the kernel in cnnkit._core with the GIL released.
 cnnkit.reference has the same functions in plain NumPy. Backward functions of activations take
-the forward *output* y. Losses take (y_true, y_pred) in Keras' order and return
-(mean loss, gradient with respect to y_pred). Augmentations take per-image parameters: one value
+the forward *output* y. Losses take (y_true, y_pred) in Keras' order; the fused ones
+(softmax_cross_entropy, mean_squared_error, binary_crossentropy) return (mean loss, gradient with
+respect to y_pred), and the weighted ones that cnnkit.losses runs on (elementwise_loss,
+categorical_loss) return (reduced loss, gradient, the loss of each sample). Augmentations take per-image parameters: one value
 for the whole batch, or one per image.
 
 One module per op family (the same families as cpp/ and cnnkit.reference); this package

@@ -60,11 +60,11 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """initial_learning_rate * decay_rate ^ (step / decay_steps) (floored when staircase)."""
+class _RateOverSteps(LearningRateSchedule):
+    """The schedules of a rate decayed by step / decay_steps (floored when staircase); a
+    subclass says how, in _decayed(progress)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase, name):
         fn = type(self).__name__
         self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate", fn)
         self.decay_steps = _decay_steps(decay_steps, "decay_steps", fn)
@@ -74,14 +74,23 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __call__(self, step):
         p = _step(step, self.name) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return float(self.initial_learning_rate) * float(self.decay_rate) ** p
+        return self._decayed(math.floor(p) if self.staircase else p)
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateOverSteps):
+    """initial_learning_rate * decay_rate ^ (step / decay_steps) (floored when staircase)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
+                 name="ExponentialDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
+    def _decayed(self, p):
+        return float(self.initial_learning_rate) * float(self.decay_rate) ** p
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -150,28 +159,15 @@ class PolynomialDecay(LearningRateSchedule):
                 "power": self.power, "cycle": self.cycle, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateOverSteps):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps) (floored when staircase)."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
-        fn = type(self).__name__
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate", fn)
-        self.decay_steps = _decay_steps(decay_steps, "decay_steps", fn)
-        self.decay_rate = _number(decay_rate, "decay_rate", fn, low=0.0)
-        self.staircase = bool(staircase)
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def __call__(self, step):
-        p = _step(step, self.name) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+    def _decayed(self, p):
         return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate) * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class CosineDecay(LearningRateSchedule):
