@@ -22,15 +22,12 @@ copies work. Files that are damaged or are not CIFAR batches raise ValueError na
 The batches are pickles, which can run code when loaded; they are read with an unpickler that
 only rebuilds numpy arrays and builtins (cnnkit.datasets._safe_pickle).
 """
-import gzip
 import os
-import tarfile
 import warnings
-import zlib
 
 import numpy as np
 
-from . import _archive, _download, _safe_pickle
+from . import _archive, _cifar_files, _download
 from ._errors import DatasetNotFoundError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -80,18 +77,7 @@ def _places(path):
 
 def _locate(place):
     """('folder', batches folder) or ('archive', .tar.gz file) if `place` holds CIFAR-10, else None."""
-    if os.path.isfile(place) and place.endswith(".tar.gz"):
-        return "archive", place
-    if not os.path.isdir(place):
-        return None
-    if os.path.basename(os.path.normpath(place)) == FOLDER or any(
-            os.path.exists(os.path.join(place, name)) for name in BATCHES):
-        return "folder", place
-    if os.path.isdir(os.path.join(place, FOLDER)):
-        return "folder", os.path.join(place, FOLDER)
-    if os.path.isfile(os.path.join(place, ARCHIVE)):
-        return "archive", os.path.join(place, ARCHIVE)
-    return None
+    return _cifar_files.locate(place, FOLDER, ARCHIVE, BATCHES)
 
 
 def _download_into_cache(searched):
@@ -131,20 +117,8 @@ def _load_folder(folder):
 
 
 def _load_archive(archive):
-    # Read in place, in archive order (gzip streams cannot seek back cheaply), so every raw batch
-    # is held until all are read.
-    batches = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for name, member in _archive.regular_files(tar, archive, FOLDER):
-                if name in BATCHES:
-                    with tar.extractfile(member) as stream:
-                        batches[name] = _parse_batch(stream, f"{archive}:{member.name}")
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise ValueError(f"{archive}: damaged or not a .tar.gz archive ({error})") from error
-    missing = [name for name in BATCHES if name not in batches]
-    if missing:
-        raise ValueError(f"{archive} lacks {FOLDER}/ batch file(s) {', '.join(missing)}")
+    # Read in place, so every raw batch is held until all are read.
+    batches = _cifar_files.read_archive(archive, FOLDER, BATCHES, _parse_batch)
     return (_stack((batches.pop(name) for name in TRAIN_BATCHES), len(TRAIN_BATCHES)),
             _stack((batches.pop(name) for name in [TEST_BATCH]), 1))
 
@@ -152,36 +126,8 @@ def _load_archive(archive):
 def _parse_batch(stream, where):
     """(data (n, 3072) uint8, labels (n,) integers) from one batch pickle, checked; `where` names
     the file in errors."""
-    try:
-        batch = _safe_pickle.load(stream)
-    except (OSError, MemoryError):
-        raise
-    except Exception as error:  # truncated, not a pickle, or forbidden content
-        raise ValueError(f"{where}: not a readable CIFAR-10 batch pickle "
-                         f"({type(error).__name__}: {error})") from error
-    if not isinstance(batch, dict):
-        raise ValueError(f"{where}: not a CIFAR-10 batch (holds a {type(batch).__name__}, not a dict)")
-    batch = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
-    if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{where}: not a CIFAR-10 batch (no 'data' and 'labels' entries)")
-    data = batch["data"]
-    pixels = int(np.prod(IMAGE_SHAPE))
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
-        shape = getattr(data, "shape", None)
-        raise ValueError(f"{where}: 'data' must be a uint8 array (n, {pixels}), "
-                         f"got {type(data).__name__} {getattr(data, 'dtype', '')} {shape}")
-    try:
-        labels = np.asarray(batch["labels"])
-    except Exception as error:
-        raise ValueError(f"{where}: 'labels' is not a list of integers ({error})") from error
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{where}: 'labels' must be a flat list of integers, got {labels.dtype} {labels.shape}")
-    if len(labels) != len(data):
-        raise ValueError(f"{where}: {len(labels)} labels for {len(data)} images")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"{where}: labels must lie in 0..{NUM_CLASSES - 1}, "
-                         f"found {labels.min()}..{labels.max()}")
-    return data, labels
+    return _cifar_files.checked_batch(_cifar_files.load_dict(stream, where, "CIFAR-10"), where,
+                                      "CIFAR-10", "labels", NUM_CLASSES)
 
 
 def _stack(batches, count):
