@@ -5,11 +5,12 @@ label keys and label counts only.
 import gzip
 import os
 import tarfile
+import warnings
 import zlib
 
 import numpy as np
 
-from . import _archive, _safe_pickle
+from . import _archive, _safe_pickle, _sources
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -37,6 +38,33 @@ def checked_batch(batch, where, title, label_key, num_classes):
         raise ValueError(f"{where}: labels must lie in 0..{num_classes - 1}, "
                          f"found {labels.min()}..{labels.max()}")
     return data, labels
+
+
+def search(title, path, folder, archive, names):
+    """(places searched, found) where found is ('folder', path) or ('archive', .tar.gz to read in
+    place) from the first of the path argument, $CNNKIT_DATA and the cache that holds the data
+    set, or None. A path argument without it warns; an archive in the cache is extracted there
+    (the cache is ours to write; the user's folders are read as they are)."""
+    searched = []
+    for label, place in _sources.places(path):
+        found = locate(place, folder, archive, names) if place else None
+        searched.append((label, place))
+        if label == _sources.PATH_LABEL and place and not found:
+            warnings.warn(f"no {title} under {place!r}; looking elsewhere", stacklevel=3)
+        if found:
+            kind, location = found
+            if label == _sources.CACHE_LABEL and kind == "archive":
+                return searched, ("folder", _archive.extract_folder(location, folder, place))
+            return searched, found
+    return searched, None
+
+
+def download(title, url, file_hash, folder, archive, searched, supply):
+    """The data set's folder, extracted in the cache from the archive downloaded (and checked)
+    from `url`; DatasetNotFoundError listing `searched` and `supply` when that fails."""
+    cache = _sources.cache_dir()
+    _sources.fetch([(url, archive, file_hash)], cache, searched, title, supply)
+    return _archive.extract_folder(os.path.join(cache, archive), folder, cache)
 
 
 def locate(place, folder, archive, names):

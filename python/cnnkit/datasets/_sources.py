@@ -32,6 +32,11 @@ def user_path(path):
     return os.path.expanduser(os.fspath(path)) if path is not None else None
 
 
+def places(path):
+    """[(label, folder or None)] in search order: the path argument, $CNNKIT_DATA, the cache."""
+    return [(PATH_LABEL, user_path(path)), (ENV_LABEL, environment_folder()), (CACHE_LABEL, cache_dir())]
+
+
 def fetch(downloads, folder, searched, title, supply):
     """Downloads each (url, file name, published hash) into `folder` (made if missing), skipping
     the files already there. Any failure (network, permission, checksum) becomes a

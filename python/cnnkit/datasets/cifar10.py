@@ -23,11 +23,10 @@ The batches are pickles, which can run code when loaded; they are read with an u
 only rebuilds numpy arrays and builtins (cnnkit.datasets._safe_pickle).
 """
 import os
-import warnings
 
 import numpy as np
 
-from . import _archive, _cifar_files, _download
+from . import _cifar_files, _sources
 from ._errors import DatasetNotFoundError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -40,67 +39,29 @@ BATCHES = TRAIN_BATCHES + (TEST_BATCH,)
 NUM_CLASSES = 10
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (32, 32, 3)
-ENV_VAR = "CNNKIT_DATA"
+ENV_VAR = _sources.ENV_VAR
 
 __all__ = ["load_data", "CLASS_NAMES", "DatasetNotFoundError"]
 
-
-def cache_dir():
-    """~/.cnnkit/datasets, looked up on every call so that HOME can change (tests do)."""
-    return os.path.join(os.path.expanduser("~"), ".cnnkit", "datasets")
+cache_dir = _sources.cache_dir  # ~/.cnnkit/datasets, shared by every data set
 
 
 def load_data(path=None):
     """Loads CIFAR-10 as ((x_train, y_train), (x_test, y_test)); see the module docstring for
     where it looks. Raises DatasetNotFoundError when the data is nowhere and cannot be
     downloaded, ValueError when a file is damaged or not a CIFAR-10 batch."""
-    searched = []
-    for label, place in _places(path):
-        found = _locate(place) if place else None
-        searched.append((label, place, found))
-        if label == "path argument" and place and not found:
-            warnings.warn(f"no CIFAR-10 under {place!r}; looking elsewhere", stacklevel=2)
-        if found:
-            kind, location = found
-            if label == "cache" and kind == "archive":
-                return _load_folder(_archive.extract_folder(location, FOLDER, place))
-            return _load_folder(location) if kind == "folder" else _load_archive(location)
-    return _load_folder(_download_into_cache(searched))
+    searched, found = _cifar_files.search("CIFAR-10", path, FOLDER, ARCHIVE, BATCHES)
+    if found is None:
+        return _load_folder(_cifar_files.download("CIFAR-10", URL, MD5, FOLDER, ARCHIVE, searched, _supply()))
+    kind, location = found
+    return _load_folder(location) if kind == "folder" else _load_archive(location)
 
 
-def _places(path):
-    env = os.environ.get(ENV_VAR)
-    return [("path argument", os.path.expanduser(os.fspath(path)) if path is not None else None),
-            (f"${ENV_VAR}", os.path.expanduser(env) if env else None),
-            ("cache", cache_dir())]
-
-
-def _locate(place):
-    """('folder', batches folder) or ('archive', .tar.gz file) if `place` holds CIFAR-10, else None."""
-    return _cifar_files.locate(place, FOLDER, ARCHIVE, BATCHES)
-
-
-def _download_into_cache(searched):
-    cache = cache_dir()
-    try:
-        os.makedirs(cache, exist_ok=True)
-        archive = _download.download(URL, os.path.join(cache, ARCHIVE), MD5)
-    except Exception as error:  # network, permission or checksum: all mean "could not fetch"
-        raise DatasetNotFoundError(_not_found_message(searched, error)) from error
-    return _archive.extract_folder(archive, FOLDER, cache)
-
-
-def _not_found_message(searched, error):
-    lines = ["CIFAR-10 was not found, and downloading it failed.", "Searched, in order:"]
-    for label, place, _ in searched:
-        where = place if place else "(not set)" if label.startswith("$") else "(not given)"
-        lines.append(f"  {label}: {where}")
-    lines += [f"Download of {URL} failed: {type(error).__name__}: {error}",
-              f"To supply the data, get {URL} (md5 {MD5}), or its extracted {FOLDER}/ folder, and either",
-              "  - pass the folder holding it as load_data(path=...) (or `--data DIR` on the command line),",
-              f"  - set {ENV_VAR} to that folder, or",
-              f"  - put it in {cache_dir()}."]
-    return "\n".join(lines)
+def _supply():
+    return [f"To supply the data, get {URL} (md5 {MD5}), or its extracted {FOLDER}/ folder, and either",
+            "  - pass the folder holding it as load_data(path=...) (or `--data DIR` on the command line),",
+            f"  - set {ENV_VAR} to that folder, or",
+            f"  - put it in {cache_dir()}."]
 
 
 def _load_folder(folder):

@@ -26,11 +26,10 @@ ValueError naming the file; the pickles are read with cnnkit's safe unpickler, w
 rebuilds numpy arrays and builtins.
 """
 import os
-import warnings
 
 import numpy as np
 
-from . import _archive, _cifar_files, _sources
+from . import _cifar_files, _sources
 from ._errors import DatasetNotFoundError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -70,25 +69,12 @@ def load_data(label_mode="fine", path=None):
     label_mode is unknown or a file is damaged or not a CIFAR-100 pickle."""
     if not isinstance(label_mode, str) or label_mode not in LABEL_MODES:
         raise ValueError(f'`label_mode` must be one of "fine", "coarse". Received: label_mode={label_mode!r}.')
-    given = _sources.user_path(path)
-    places = [(_sources.PATH_LABEL, given), (_sources.ENV_LABEL, _sources.environment_folder()),
-              (_sources.CACHE_LABEL, _sources.cache_dir())]
-    searched = []
-    for label, place in places:
-        found = _cifar_files.locate(place, FOLDER, ARCHIVE, FILES) if place else None
-        searched.append((label, place))
-        if label == _sources.PATH_LABEL and place and not found:
-            warnings.warn(f"no CIFAR-100 under {place!r}; looking elsewhere", stacklevel=2)
-        if found:
-            kind, location = found
-            if label == _sources.CACHE_LABEL and kind == "archive":
-                return _load_folder(_archive.extract_folder(location, FOLDER, place), label_mode)
-            if kind == "folder":
-                return _load_folder(location, label_mode)
-            return _load_archive(location, label_mode)
-    cache = _sources.cache_dir()
-    _sources.fetch([(URL, ARCHIVE, SHA256)], cache, searched, "CIFAR-100", _supply())
-    return _load_folder(_archive.extract_folder(os.path.join(cache, ARCHIVE), FOLDER, cache), label_mode)
+    searched, found = _cifar_files.search("CIFAR-100", path, FOLDER, ARCHIVE, FILES)
+    if found is None:
+        folder = _cifar_files.download("CIFAR-100", URL, SHA256, FOLDER, ARCHIVE, searched, _supply())
+        return _load_folder(folder, label_mode)
+    kind, location = found
+    return _load_folder(location, label_mode) if kind == "folder" else _load_archive(location, label_mode)
 
 
 def _supply():
