@@ -143,6 +143,7 @@ def test_mnist_path_before_environment_before_cache(tmp_path, home, monkeypatch)
     monkeypatch.setenv("CNNKIT_DATA", str(tmp_path / "env"))
     assert first_label(mnist.load_data(tmp_path / "given")) == 1
     assert first_label(mnist.load_data()) == 2
+    assert first_label(mnist.load_data(None)) == 2  # None means the default, as for cifar10
     monkeypatch.delenv("CNNKIT_DATA")
     assert first_label(mnist.load_data()) == 3
     assert home.requested == []

@@ -41,7 +41,7 @@ def load_data(path=NPZ):
     """Loads MNIST as ((x_train, y_train), (x_test, y_test)); see the module docstring for where
     it looks. Raises DatasetNotFoundError when the data is nowhere and cannot be downloaded,
     ValueError when a file is damaged or not MNIST."""
-    given = _sources.user_path(path)
+    given = _sources.user_path(path) if path is not None else NPZ  # None: as the default, like cifar10's
     name = NPZ
     searched = []
     if os.path.isdir(given) or os.path.isabs(given):
