@@ -1,7 +1,8 @@
-"""Downloads one file with a progress bar and an md5 check, never leaving a partial file behind.
+"""Downloads one file with a progress bar and a checksum (md5 or sha256), never leaving a partial
+file behind.
 
 The file is streamed to a hidden temporary file in the destination folder, hashed on the way,
-and moved into place with os.replace only once the size and md5 are right: an interrupted, failed
+and moved into place with os.replace only once the size and checksum are right: an interrupted, failed
 or corrupted download (network error, Ctrl-C, bad checksum) removes the temporary file, and a
 reader never sees a half-written archive under the final name. The temporary file shares the
 folder so that os.replace is a rename on one file system, which is atomic.
@@ -16,7 +17,15 @@ CHUNK_BYTES = 1 << 20
 
 
 class ChecksumError(ValueError):
-    """The downloaded bytes do not have the published md5; the file was removed."""
+    """The downloaded bytes do not have the published checksum; the file was removed."""
+
+
+def hash_algorithm(file_hash):
+    """'sha256' for a 64-digit hex hash, 'md5' for a 32-digit one (as Keras' get_file guesses)."""
+    algorithm = {64: "sha256", 32: "md5"}.get(len(file_hash))
+    if algorithm is None or any(c not in "0123456789abcdef" for c in file_hash.lower()):
+        raise ValueError(f"{file_hash!r} is neither an md5 (32 hex digits) nor a sha256 (64 hex digits)")
+    return algorithm
 
 
 class _ProgressBar:
@@ -46,17 +55,19 @@ class _ProgressBar:
         self.stream.flush()
 
 
-def download(url, destination, md5, timeout=60, progress=True):
+def download(url, destination, file_hash, timeout=60, progress=True):
     """Fetches `url` into the file `destination` (whose folder must exist) and returns its path.
 
-    Raises ChecksumError when the md5 differs from `md5` (hex) and lets network errors
+    `file_hash` is the published md5 or sha256 (hex; which one is told by its length). Raises
+    ChecksumError when the bytes hash differently, and lets network errors
     (urllib.error.URLError, OSError, http.client.IncompleteRead) propagate; in every failing case
     `destination` is left untouched and no temporary file remains."""
+    algorithm = hash_algorithm(file_hash)
     folder, name = os.path.split(os.path.abspath(destination))
     descriptor, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
         import urllib.request  # here, not at `import cnnkit`: only a download needs it
-        digest = hashlib.md5()
+        digest = hashlib.new(algorithm)
         with os.fdopen(descriptor, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             bar = _ProgressBar(total) if progress else None
@@ -73,9 +84,9 @@ def download(url, destination, md5, timeout=60, progress=True):
                 bar.update(done, final=True)
         if total and done != total:
             raise OSError(f"download of {url} stopped after {done} of {total} bytes")
-        if digest.hexdigest() != md5:
-            raise ChecksumError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, "
-                                f"not the published {md5}; it was removed")
+        if digest.hexdigest() != file_hash.lower():
+            raise ChecksumError(f"the file downloaded from {url} has {algorithm} {digest.hexdigest()}, "
+                                f"not the published {file_hash}; it was removed")
         os.replace(partial, destination)
     except BaseException:
         # BaseException: Ctrl-C during a long download must not leave a partial file either.

@@ -22,15 +22,11 @@ copies work. Files that are damaged or are not CIFAR batches raise ValueError na
 The batches are pickles, which can run code when loaded; they are read with an unpickler that
 only rebuilds numpy arrays and builtins (cnnkit.datasets._safe_pickle).
 """
-import gzip
 import os
-import tarfile
-import warnings
-import zlib
 
 import numpy as np
 
-from . import _archive, _download, _safe_pickle
+from . import _cifar_files, _sources
 from ._errors import DatasetNotFoundError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -43,78 +39,29 @@ BATCHES = TRAIN_BATCHES + (TEST_BATCH,)
 NUM_CLASSES = 10
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (32, 32, 3)
-ENV_VAR = "CNNKIT_DATA"
+ENV_VAR = _sources.ENV_VAR
 
 __all__ = ["load_data", "CLASS_NAMES", "DatasetNotFoundError"]
 
-
-def cache_dir():
-    """~/.cnnkit/datasets, looked up on every call so that HOME can change (tests do)."""
-    return os.path.join(os.path.expanduser("~"), ".cnnkit", "datasets")
+cache_dir = _sources.cache_dir  # ~/.cnnkit/datasets, shared by every data set
 
 
 def load_data(path=None):
     """Loads CIFAR-10 as ((x_train, y_train), (x_test, y_test)); see the module docstring for
     where it looks. Raises DatasetNotFoundError when the data is nowhere and cannot be
     downloaded, ValueError when a file is damaged or not a CIFAR-10 batch."""
-    searched = []
-    for label, place in _places(path):
-        found = _locate(place) if place else None
-        searched.append((label, place, found))
-        if label == "path argument" and place and not found:
-            warnings.warn(f"no CIFAR-10 under {place!r}; looking elsewhere", stacklevel=2)
-        if found:
-            kind, location = found
-            if label == "cache" and kind == "archive":
-                return _load_folder(_archive.extract_folder(location, FOLDER, place))
-            return _load_folder(location) if kind == "folder" else _load_archive(location)
-    return _load_folder(_download_into_cache(searched))
+    searched, found = _cifar_files.search("CIFAR-10", path, FOLDER, ARCHIVE, BATCHES)
+    if found is None:
+        return _load_folder(_cifar_files.download("CIFAR-10", URL, MD5, FOLDER, ARCHIVE, searched, _supply()))
+    kind, location = found
+    return _load_folder(location) if kind == "folder" else _load_archive(location)
 
 
-def _places(path):
-    env = os.environ.get(ENV_VAR)
-    return [("path argument", os.path.expanduser(os.fspath(path)) if path is not None else None),
-            (f"${ENV_VAR}", os.path.expanduser(env) if env else None),
-            ("cache", cache_dir())]
-
-
-def _locate(place):
-    """('folder', batches folder) or ('archive', .tar.gz file) if `place` holds CIFAR-10, else None."""
-    if os.path.isfile(place) and place.endswith(".tar.gz"):
-        return "archive", place
-    if not os.path.isdir(place):
-        return None
-    if os.path.basename(os.path.normpath(place)) == FOLDER or any(
-            os.path.exists(os.path.join(place, name)) for name in BATCHES):
-        return "folder", place
-    if os.path.isdir(os.path.join(place, FOLDER)):
-        return "folder", os.path.join(place, FOLDER)
-    if os.path.isfile(os.path.join(place, ARCHIVE)):
-        return "archive", os.path.join(place, ARCHIVE)
-    return None
-
-
-def _download_into_cache(searched):
-    cache = cache_dir()
-    try:
-        os.makedirs(cache, exist_ok=True)
-        archive = _download.download(URL, os.path.join(cache, ARCHIVE), MD5)
-    except Exception as error:  # network, permission or checksum: all mean "could not fetch"
-        raise DatasetNotFoundError(_not_found_message(searched, error)) from error
-    return _archive.extract_folder(archive, FOLDER, cache)
-
-
-def _not_found_message(searched, error):
-    lines = ["CIFAR-10 was not found, and downloading it failed.", "Searched, in order:"]
-    for label, place, _ in searched:
-        where = place if place else "(not set)" if label.startswith("$") else "(not given)"
-        lines.append(f"  {label}: {where}")
-    lines += [f"Download of {URL} failed: {type(error).__name__}: {error}",
-              f"To supply the data, get {URL} (md5 {MD5}), or its extracted {FOLDER}/ folder, and either",
-              "  - pass the folder holding it as load_data(path=...) (or `--data DIR` on the command line),",
-              f"  - set {ENV_VAR} to that folder, or",
-              f"  - put it in {cache_dir()}."]
-    return "\n".join(lines)
+def _supply():
+    return [f"To supply the data, get {URL} (md5 {MD5}), or its extracted {FOLDER}/ folder, and either",
+            "  - pass the folder holding it as load_data(path=...) (or `--data DIR` on the command line),",
+            f"  - set {ENV_VAR} to that folder, or",
+            f"  - put it in {cache_dir()}."]
 
 
 def _load_folder(folder):
@@ -131,20 +78,8 @@ def _load_folder(folder):
 
 
 def _load_archive(archive):
-    # Read in place, in archive order (gzip streams cannot seek back cheaply), so every raw batch
-    # is held until all are read.
-    batches = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for name, member in _archive.regular_files(tar, archive, FOLDER):
-                if name in BATCHES:
-                    with tar.extractfile(member) as stream:
-                        batches[name] = _parse_batch(stream, f"{archive}:{member.name}")
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise ValueError(f"{archive}: damaged or not a .tar.gz archive ({error})") from error
-    missing = [name for name in BATCHES if name not in batches]
-    if missing:
-        raise ValueError(f"{archive} lacks {FOLDER}/ batch file(s) {', '.join(missing)}")
+    # Read in place, so every raw batch is held until all are read.
+    batches = _cifar_files.read_archive(archive, FOLDER, BATCHES, _parse_batch)
     return (_stack((batches.pop(name) for name in TRAIN_BATCHES), len(TRAIN_BATCHES)),
             _stack((batches.pop(name) for name in [TEST_BATCH]), 1))
 
@@ -152,36 +87,8 @@ def _load_archive(archive):
 def _parse_batch(stream, where):
     """(data (n, 3072) uint8, labels (n,) integers) from one batch pickle, checked; `where` names
     the file in errors."""
-    try:
-        batch = _safe_pickle.load(stream)
-    except (OSError, MemoryError):
-        raise
-    except Exception as error:  # truncated, not a pickle, or forbidden content
-        raise ValueError(f"{where}: not a readable CIFAR-10 batch pickle "
-                         f"({type(error).__name__}: {error})") from error
-    if not isinstance(batch, dict):
-        raise ValueError(f"{where}: not a CIFAR-10 batch (holds a {type(batch).__name__}, not a dict)")
-    batch = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
-    if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{where}: not a CIFAR-10 batch (no 'data' and 'labels' entries)")
-    data = batch["data"]
-    pixels = int(np.prod(IMAGE_SHAPE))
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
-        shape = getattr(data, "shape", None)
-        raise ValueError(f"{where}: 'data' must be a uint8 array (n, {pixels}), "
-                         f"got {type(data).__name__} {getattr(data, 'dtype', '')} {shape}")
-    try:
-        labels = np.asarray(batch["labels"])
-    except Exception as error:
-        raise ValueError(f"{where}: 'labels' is not a list of integers ({error})") from error
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{where}: 'labels' must be a flat list of integers, got {labels.dtype} {labels.shape}")
-    if len(labels) != len(data):
-        raise ValueError(f"{where}: {len(labels)} labels for {len(data)} images")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"{where}: labels must lie in 0..{NUM_CLASSES - 1}, "
-                         f"found {labels.min()}..{labels.max()}")
-    return data, labels
+    return _cifar_files.checked_batch(_cifar_files.load_dict(stream, where, "CIFAR-10"), where,
+                                      "CIFAR-10", "labels", NUM_CLASSES)
 
 
 def _stack(batches, count):
