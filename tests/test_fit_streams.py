@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit import callbacks, layers, models, optimizers
+from cnnkit import callbacks, data_adapters, layers, models, optimizers
 from cnnkit.utils import PyDataset
 
 RNG = np.random.default_rng(1)
@@ -213,6 +213,27 @@ def test_several_inputs_and_outputs_as_dicts_and_lists():
     predicted = m.predict(([X[s:s + BS], x2[s:s + BS]],) for s in range(0, 12, BS))
     for got, expected in zip(predicted, m.predict([X, x2], verbose=0)):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_a_model_without_input_is_built_from_the_first_batch_which_still_trains():
+    def unbuilt():
+        cnnkit.utils.set_random_seed(0)
+        m = models.Sequential([layers.Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        return m
+    want = unbuilt()
+    want.fit(X, LABELS, batch_size=BS, shuffle=False, verbose=0)
+    m, steps = unbuilt(), Steps()
+    quiet_fit(m, batches(), callbacks=[steps])  # a generator: its first batch is read once
+    assert steps.steps == [3]
+    assert_same_weights(m, want)
+
+
+def test_arrays_and_array_likes_keep_the_array_path():
+    for x in (X, list(X), range(3), {"a": X}, 3.0):
+        assert not data_adapters.is_stream(x)
+    for x in (batches(), iter([]), Listed(), Batches()):
+        assert data_adapters.is_stream(x)
 
 
 # ---------------------------------------------------------------- steps

@@ -48,7 +48,7 @@ class Endless(PyDataset):
 
 
 def read_all(dataset, shuffle=False):
-    stream = data_adapters.Stream(dataset, "test", shuffle, np.random.default_rng(0))
+    stream = data_adapters.Stream(dataset, "test", shuffle, lambda: np.random.default_rng(0))
     try:
         return [int(x[0, 0]) for x, _ in stream.new_pass()]
     finally:

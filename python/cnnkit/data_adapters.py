@@ -36,7 +36,8 @@ def is_stream(x):
     arrays, or objects NumPy converts, such as a torch or jax array)."""
     if isinstance(x, PyDataset):
         return True
-    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, numbers.Number)):
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, range, str, bytes,
+                                   numbers.Number)):
         return False
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         return False
@@ -82,6 +83,8 @@ class Stream:
     """One source of batches: its kind, its number of batches when known, passes over it."""
 
     def __init__(self, data, fn, shuffle=False, generator=None):
+        # generator: a function giving the numpy Generator that shuffles a PyDataset's
+        # batches, called at the first shuffled pass (after the model drew its weights)
         self.data, self.fn = data, fn
         self.kind = kind_of(data)
         self.shuffle, self.generator = shuffle, generator
@@ -122,7 +125,7 @@ class Stream:
         if count is None:
             indices = itertools.count()
         elif self.shuffle:
-            indices = (int(i) for i in self.generator.permutation(count))
+            indices = (int(i) for i in self.generator().permutation(count))
         else:
             indices = range(count)
         if dataset.use_multiprocessing:

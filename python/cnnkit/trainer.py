@@ -718,7 +718,7 @@ class Trainer:
         if validation_batch_size is not None:
             validation_batch_size = _batch_size(validation_batch_size, "fit",
                                                 "validation_batch_size")
-        stream = data_adapters.Stream(x, "fit", shuffle, self._shuffle_generator())
+        stream = data_adapters.Stream(x, "fit", shuffle, self._shuffle_generator)
         train = data_adapters.EpochSteps(stream, steps_per_epoch)
         try:
             if not self.built:  # built from the first batch, before the callbacks see it
