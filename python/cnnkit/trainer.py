@@ -23,6 +23,13 @@ size ('sum_over_batch_size'); metrics get sample_weight= only when there are wei
 weights of a batch are gathered into reused buffers, as x and y are. steps_per_epoch with
 array data follows Keras' EpochIterator: a pass over the data runs on across epochs, and an
 epoch that reaches the end of the pass stops there.
+
+Streams (Keras 3's data adapters, see data_adapters.py): x may also be a generator, an iterable
+dataset or a PyDataset of (x, y[, sample_weight]) batches; fit, evaluate and predict then read
+batch by batch (_fit_stream, _evaluate_stream, _predict_stream), each batch converted and
+checked as arrays are (an error names the batch), class_weight applied to each batch's labels.
+A batch already float32 and C-contiguous is not copied, so a warm step of a fixed batch size
+allocates no more than on arrays; a new batch size gets buffers of its own.
 """
 import math
 import warnings
