@@ -229,6 +229,26 @@ def test_a_model_without_input_is_built_from_the_first_batch_which_still_trains(
     assert_same_weights(m, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8, np.int32])
+def test_batches_of_other_dtypes_train_as_those_arrays(dtype):
+    x = (X * 100).astype(dtype)
+    want = model()
+    want.fit(x, LABELS, batch_size=BS, epochs=2, shuffle=False, verbose=0)
+    m = model()
+    data = [(x[s:s + BS], LABELS[s:s + BS]) for s in range(0, 12, BS)]
+    quiet_fit(m, _Again(data), epochs=2)
+    assert_same_weights(m, want)
+    assert [a.dtype for a, _ in data] == [np.dtype(dtype)] * 3  # the user's batches untouched
+
+
+class _Again:
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
 def test_arrays_and_array_likes_keep_the_array_path():
     for x in (X, list(X), range(3), {"a": X}, 3.0):
         assert not data_adapters.is_stream(x)
@@ -410,10 +430,13 @@ def test_a_py_dataset_that_raises_stops_fit_and_its_threads(workers):
 
 # ---------------------------------------------------------------- allocations
 
-def test_a_warm_step_on_a_stream_of_a_fixed_batch_size_allocates_little():
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_a_warm_step_on_a_stream_of_a_fixed_batch_size_allocates_little(dtype):
+    """float32 batches are not copied; others (uint8 images) are cast into reused buffers."""
     from test_step_allocations import STEP_BOUND, cifar_batch, small_model
     cnnkit.utils.set_random_seed(0)
     x, y = cifar_batch(8 * 6)
+    x = (x * 255).astype(dtype) if dtype == np.uint8 else x
     m = small_model()
 
     def stream():

@@ -687,18 +687,38 @@ class Trainer:
                                           "fit: validation_data's sample_weight")
         return lambda cbs: self._evaluate(val_xs, val_ys, val_sws, batch_size, cbs)
 
-    def _stream_batch(self, batch, index, fn, class_weight=None):
+    def _stream_batch(self, batch, index, fn, class_weight=None, reuse=False):
         """One batch of a stream as the step takes it: (xs, ys, per-output weights); a batch
-        the model cannot take is an error that names the batch."""
+        the model cannot take is an error that names the batch. reuse (fit's training
+        batches): x arrays of another dtype (uint8 images) are cast into reused buffers."""
         x, y, sw = data_adapters.unpack(batch, fn, index)
         if y is None:
             raise ValueError(f"{fn}: batch {index} of the data holds no targets; to train or "
                              "evaluate, a batch must be (x, y) or (x, y, sample_weight)")
+        if reuse:
+            x = self._cast_into_buffers(x)
         try:
             xs, ys = self._prepare(x, y)
             return xs, ys, self._sample_weights_of(ys, sw, class_weight, fn)
         except (ValueError, TypeError) as error:
             raise _batch_error(error, fn, index) from error
+
+    def _cast_into_buffers(self, x):
+        """x with each numeric array that is not float32 cast into a float32 buffer kept
+        while the batch size stays (as fit's gathers are); anything else as it is, for
+        _prepare to convert or refuse."""
+        def cast(a, name):
+            if (not isinstance(a, np.ndarray) or a.dtype == np.float32 or a.ndim == 0
+                    or a.dtype.kind not in "fiub" or len(a) == 0):
+                return a
+            out = self._step_buffers(len(a))(name, a.shape, np.float32)
+            np.copyto(out, a, casting="unsafe")
+            return out
+        if isinstance(x, dict):
+            return {key: cast(a, f"stream_x_{key}") for key, a in x.items()}
+        if isinstance(x, (list, tuple)) and all(isinstance(a, np.ndarray) for a in x):
+            return type(x)(cast(a, f"stream_x{i}") for i, a in enumerate(x))
+        return cast(x, "stream_x")
 
     def _stream_x(self, batch, index, fn):
         x, _, _ = data_adapters.unpack(batch, fn, index)  # predict: targets are not read
@@ -767,7 +787,8 @@ class Trainer:
                 if step < first_step:
                     continue  # a resumed epoch skips the batches done before the backup
                 cbs.on_train_batch_begin(step)
-                finite = self._train_batch(*self._stream_batch(batch, step, "fit", class_weight))
+                finite = self._train_batch(*self._stream_batch(batch, step, "fit", class_weight,
+                                                               reuse=True))
                 logs = self._logs()
                 if not finite:
                     self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
