@@ -258,6 +258,18 @@ def test_arrays_and_array_likes_keep_the_array_path():
 
 # ---------------------------------------------------------------- steps
 
+def test_the_progress_bar_shows_unknown_then_the_learned_steps(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model().fit(Listed(with_len=False), epochs=2, verbose=1)
+    first, second = capsys.readouterr().out.split("Epoch 2/2")
+    assert "3/Unknown" in first and "3/3 [====" in second
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model().fit(Listed(), epochs=1, verbose=1)
+    assert "3/3 [====" in capsys.readouterr().out
+
+
 def test_steps_per_epoch_with_an_endless_generator_reads_on_across_epochs():
     served = []
 

@@ -104,7 +104,7 @@ def test_bad_arguments(kwargs, error, word):
 
 
 def test_workers_read_ahead_in_order_within_max_queue_size():
-    delays = [0.03, 0.0, 0.01, 0.0]  # later batches finish first
+    delays = [0.05, 0.0, 0.01, 0.0]  # later batches finish first
     data = Squares(12, delays, workers=3, max_queue_size=4)
     assert read_all(data) == list(range(12))
     assert 1 < data.most_in_flight <= 4
