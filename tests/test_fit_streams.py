@@ -550,3 +550,67 @@ def test_steps_and_logged_keys_match_keras_on_jax():
             ev = m.evaluate(x(), verbose=0, steps=2, return_dict=True)
         got.append([name, steps.steps, sorted(h.history), sorted(ev)])
     assert got == want
+
+
+KERAS_TRAIN = """
+import json, sys
+import numpy as np, keras
+args = json.loads(sys.stdin.read())
+X, LABELS, W = (np.array(a) for a in (args["x"], args["labels"], args["w"]))
+X, W = X.astype("float32"), W.astype("float32")
+BS = 5
+class Batches(keras.utils.PyDataset):
+    def __len__(self):
+        return 3
+    def __getitem__(self, i):
+        return X[i * BS:(i + 1) * BS], LABELS[i * BS:(i + 1) * BS]
+def weighted():
+    while True:
+        for s in range(0, len(X), BS):
+            yield X[s:s + BS], LABELS[s:s + BS], W[s:s + BS]
+out = []
+for case in ("class_weight", "sample_weights_in_batches"):
+    m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    m.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    m.set_weights([np.array(w, np.float32) for w in args["weights"]])
+    if case == "class_weight":
+        cw = {int(k): v for k, v in args["cw"].items()}
+        h = m.fit(Batches(), epochs=2, shuffle=False, verbose=0, class_weight=cw)
+    else:
+        h = m.fit(weighted(), epochs=2, steps_per_epoch=3, verbose=0, shuffle=False)
+    out.append({"weights": [w.tolist() for w in m.get_weights()], "loss": h.history["loss"]})
+print(json.dumps(out))
+"""
+
+
+def test_training_on_streams_matches_keras_on_jax():
+    """A PyDataset with class_weight, an endless generator of (x, y, sample_weight) with
+    steps_per_epoch: trained by Keras 3 (jax, in a subprocess) and by cnnkit from the same
+    weights, the same weights and logged losses."""
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    start = model().get_weights()
+
+    def weighted():
+        while True:
+            yield from batches(with_weights=True)
+    mine = []
+    for case in ("class_weight", "sample_weights_in_batches"):
+        m = model()
+        if case == "class_weight":
+            h = m.fit(Batches(), epochs=2, shuffle=False, verbose=0, class_weight=CW)
+        else:
+            h = m.fit(weighted(), epochs=2, steps_per_epoch=3, verbose=0, shuffle=False)
+        mine.append((m.get_weights(), h.history["loss"]))
+    payload = {"x": X.tolist(), "labels": LABELS.tolist(), "w": W.tolist(),
+               "cw": {str(k): v for k, v in CW.items()}, "weights": [a.tolist() for a in start]}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", KERAS_TRAIN], input=json.dumps(payload),
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    for (weights, history), want in zip(mine, theirs):
+        for a, b in zip(weights, want["weights"]):
+            np.testing.assert_allclose(a, np.array(b), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(history, want["loss"], rtol=1e-4)
+    assert not np.allclose(mine[0][0][0], start[0])
