@@ -23,6 +23,13 @@ size ('sum_over_batch_size'); metrics get sample_weight= only when there are wei
 weights of a batch are gathered into reused buffers, as x and y are. steps_per_epoch with
 array data follows Keras' EpochIterator: a pass over the data runs on across epochs, and an
 epoch that reaches the end of the pass stops there.
+
+Streams (Keras 3's data adapters, see data_adapters.py): x may also be a generator, an iterable
+dataset or a PyDataset of (x, y[, sample_weight]) batches; fit, evaluate and predict then read
+batch by batch (_fit_stream, _evaluate_stream, _predict_stream), each batch converted and
+checked as arrays are (an error names the batch), class_weight applied to each batch's labels.
+A batch already float32 and C-contiguous is not copied, so a warm step of a fixed batch size
+allocates no more than on arrays; a new batch size gets buffers of its own.
 """
 import math
 import warnings
@@ -32,7 +39,7 @@ import numpy as np
 from . import _core
 from . import losses as losses_module
 from . import metrics as metrics_module
-from . import optimizers, utils
+from . import data_adapters, optimizers, utils
 from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
 from .layers.base import TRAINABLE_VERSION
@@ -542,13 +549,24 @@ class Trainer:
     # ------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         """Trains for epochs - initial_epoch epochs; returns a History whose .history holds
-        loss, the metrics, and val_ ones with validation data, a value per epoch."""
+        loss, the metrics, and val_ ones with validation data, a value per epoch. x (and
+        validation_data) may be arrays or a stream of batches (see cnnkit.data_adapters)."""
         self._require("fit")
         if steps_per_epoch is not None:
             steps_per_epoch = _batch_size(steps_per_epoch, "fit", "steps_per_epoch")
+        if validation_steps is not None:
+            validation_steps = _batch_size(validation_steps, "fit", "validation_steps")
+        if data_adapters.is_stream(x):
+            return self._fit_stream(
+                x, y, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data,
+                shuffle=shuffle, class_weight=class_weight, sample_weight=sample_weight,
+                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps, validation_freq=validation_freq,
+                batch_size=batch_size, validation_batch_size=validation_batch_size)
         if shuffle not in (True, False):
             raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
         verbose = _verbose(verbose, "fit")
@@ -567,15 +585,10 @@ class Trainer:
         sw = self._sample_weights_of(ys, sample_weight, None, "fit")
         if class_weight is not None:  # checked now, applied to the training part below
             self._sample_weights_of(ys, None, class_weight, "fit")
-        val = None
+        val = None  # a function of the callbacks that runs the validation: its logs or None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
-                                 "(x_val, y_val, val_sample_weight)")
-            val_x, val_y, val_sw = (tuple(validation_data) + (None,))[:3]
-            val_xs, val_ys = self._prepare(val_x, val_y, what="fit: validation_data's x and y")
-            val = (val_xs, val_ys, self._sample_weights_of(val_ys, val_sw, None,
-                                                 "fit: validation_data's sample_weight"))
+            val = self._validation(validation_data, validation_steps,
+                                   validation_batch_size or batch_size)
         elif validation_split:
             if (not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool)
                     or not 0 < validation_split < 1):
@@ -586,8 +599,10 @@ class Trainer:
             if split == 0 or split == n:
                 raise ValueError(f"fit: validation_split={validation_split} of {n} samples "
                                  "leaves no training or no validation samples")
-            val = ([a[split:] for a in xs], [t[split:] for t in ys],
-                   _slice_weights(sw, slice(split, None)))
+            val_arrays = ([a[split:] for a in xs], [t[split:] for t in ys],
+                          _slice_weights(sw, slice(split, None)))
+            val_batch_size = validation_batch_size or batch_size
+            val = lambda cbs: self._evaluate(*val_arrays, val_batch_size, cbs)  # noqa: E731
             xs, ys = [a[:split] for a in xs], [t[:split] for t in ys]
             sw = _slice_weights(sw, slice(None, split))
         if class_weight is not None:  # Keras: the training part's labels only
@@ -639,8 +654,9 @@ class Trainer:
             if seen >= num_batches:
                 seen = 0
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate(*val, validation_batch_size or batch_size, cbs)
-                logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
+                val_logs = val(cbs)
+                if val_logs is not None:
+                    logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
             cbs.on_epoch_end(epoch, logs)
             first_step = 0
             if self.stop_training:
@@ -649,6 +665,209 @@ class Trainer:
             self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
         return cbs.history
+
+    # ------------------------------------------------------------ streams of batches
+    def _validation(self, validation_data, validation_steps, batch_size):
+        """fit's validation: a function of the callbacks that returns the validation logs
+        (None when a stream had no batch left to give)."""
+        fn = "fit: validation_data"
+        if data_adapters.is_stream(validation_data):
+            run = data_adapters.EpochSteps(data_adapters.Stream(validation_data, fn),
+                                           validation_steps)
+            return lambda cbs: self._evaluate_stream(run, cbs, fn, in_fit=True)
+        if validation_steps is not None:
+            raise ValueError("fit: validation_steps is supported for validation_data given as "
+                             "a stream of batches (a generator, dataset or PyDataset) only")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                             "(x_val, y_val, val_sample_weight), or a stream of batches")
+        val_x, val_y, val_sw = (tuple(validation_data) + (None,))[:3]
+        val_xs, val_ys = self._prepare(val_x, val_y, what="fit: validation_data's x and y")
+        val_sws = self._sample_weights_of(val_ys, val_sw, None,
+                                          "fit: validation_data's sample_weight")
+        return lambda cbs: self._evaluate(val_xs, val_ys, val_sws, batch_size, cbs)
+
+    def _stream_batch(self, batch, index, fn, class_weight=None, reuse=False):
+        """One batch of a stream as the step takes it: (xs, ys, per-output weights); a batch
+        the model cannot take is an error that names the batch. reuse (fit's training
+        batches): x arrays of another dtype (uint8 images) are cast into reused buffers."""
+        x, y, sw = data_adapters.unpack(batch, fn, index)
+        if y is None:
+            raise ValueError(f"{fn}: batch {index} of the data holds no targets; to train or "
+                             "evaluate, a batch must be (x, y) or (x, y, sample_weight)")
+        if reuse:
+            x = self._cast_into_buffers(x)
+        try:
+            xs, ys = self._prepare(x, y)
+            return xs, ys, self._sample_weights_of(ys, sw, class_weight, fn)
+        except (ValueError, TypeError) as error:
+            raise _batch_error(error, fn, index) from error
+
+    def _cast_into_buffers(self, x):
+        """x with each numeric array that is not float32 cast into a float32 buffer kept
+        while the batch size stays (as fit's gathers are); anything else as it is, for
+        _prepare to convert or refuse."""
+        def cast(a, name):
+            if (not isinstance(a, np.ndarray) or a.dtype == np.float32 or a.ndim == 0
+                    or a.dtype.kind not in "fiub" or len(a) == 0):
+                return a
+            out = self._step_buffers(len(a))(name, a.shape, np.float32)
+            np.copyto(out, a, casting="unsafe")
+            return out
+        if isinstance(x, dict):
+            return {key: cast(a, f"stream_x_{key}") for key, a in x.items()}
+        if isinstance(x, (list, tuple)) and all(isinstance(a, np.ndarray) for a in x):
+            return type(x)(cast(a, f"stream_x{i}") for i, a in enumerate(x))
+        return cast(x, "stream_x")
+
+    def _stream_x(self, batch, index, fn):
+        x, _, _ = data_adapters.unpack(batch, fn, index)  # predict: targets are not read
+        try:
+            return self._prepare_x(x)
+        except (ValueError, TypeError) as error:
+            raise _batch_error(error, fn, index) from error
+
+    def _fit_stream(self, x, y, *, epochs, verbose, callbacks, validation_split,
+                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                    steps_per_epoch, validation_steps, validation_freq, batch_size,
+                    validation_batch_size):
+        """fit on a stream of batches (Keras ignores batch_size for one, as cnnkit does)."""
+        if shuffle not in (True, False):
+            raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
+        verbose = _verbose(verbose, "fit")
+        epochs = _count(epochs, "epochs", "fit")
+        initial_epoch = _count(initial_epoch, "initial_epoch", "fit")
+        validation_freq = _batch_size(validation_freq, "fit", "validation_freq")
+        data_adapters.reject("fit", x, y=y, sample_weight=sample_weight)
+        if validation_split:
+            raise ValueError("fit: validation_split is only supported for array data; with x "
+                             f"given as a {data_adapters.kind_of(x)}, pass validation_data")
+        if validation_batch_size is not None:
+            validation_batch_size = _batch_size(validation_batch_size, "fit",
+                                                "validation_batch_size")
+        stream = data_adapters.Stream(x, "fit", shuffle, self._shuffle_generator)
+        train = data_adapters.EpochSteps(stream, steps_per_epoch)
+        try:
+            if not self.built:  # built from the first batch, before the callbacks see it
+                first = train.peek()
+                if first is None:
+                    raise ValueError(f"fit: x (a {stream.kind}) yielded no batches")
+                self._stream_batch(first, 0, "fit", class_weight)
+            val = None if validation_data is None else self._validation(
+                validation_data, validation_steps,
+                validation_batch_size or _batch_size(batch_size, "fit"))
+            return self._fit_stream_epochs(stream, train, val, verbose, callbacks, epochs,
+                                           initial_epoch, validation_freq, class_weight)
+        finally:
+            stream.close()
+
+    def _fit_stream_epochs(self, stream, train, val, verbose, callbacks, epochs, initial_epoch,
+                           validation_freq, class_weight):
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=train.steps, in_fit=True)
+        self.stop_training = False
+        cbs.on_train_begin()
+        initial_epoch, first_step = getattr(self, "_resume_at", None) or (initial_epoch, 0)
+        self._resume_at = None
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            batches = _started(train.epoch())
+            if batches is None:  # read to its end by the epochs before: nothing to train on
+                if epoch == initial_epoch:
+                    raise ValueError(f"fit: x (a {stream.kind}) yielded no batches")
+                warnings.warn(f"fit: your input ran out of data; training stops before epoch "
+                              f"{epoch + 1} of {epochs}. A {stream.kind} is read once: make "
+                              "it yield at least steps_per_epoch * epochs batches, or pass a "
+                              "dataset that can be iterated again", UserWarning, stacklevel=3)
+                break
+            cbs.on_epoch_begin(epoch)
+            step = -1
+            for step, batch in batches:
+                if step < first_step:
+                    continue  # a resumed epoch skips the batches done before the backup
+                cbs.on_train_batch_begin(step)
+                finite = self._train_batch(*self._stream_batch(batch, step, "fit", class_weight,
+                                                               reuse=True))
+                logs = self._logs()
+                if not finite:
+                    self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
+                    self.stop_training = True
+                cbs.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            batches.close()  # ends the epoch (the PyDataset's on_epoch_end) after a break
+            if train.ran_out:
+                warnings.warn(f"fit: your input ran out of data; interrupting the epoch after "
+                              f"{step + 1} of steps_per_epoch={train.steps_per_epoch} steps",
+                              UserWarning, stacklevel=3)
+            if cbs.params.get("steps") is None and train.steps is not None:
+                cbs.params["steps"] = train.steps  # learned from the first pass, as Keras' bar
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = val(cbs)
+                if val_logs is not None:
+                    logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
+            cbs.on_epoch_end(epoch, logs)
+            first_step = 0
+            if self.stop_training:
+                break
+        if epochs > initial_epoch:  # Keras: with use_ema, the weights become their averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
+        cbs.on_train_end(logs)
+        return cbs.history
+
+    def _evaluate_stream(self, run, cbs, fn, in_fit=False):
+        """The logs over one pass (or `steps` batches) of a stream; None, with a warning in
+        fit, when it had no batch to give."""
+        run.restart()  # as Keras: each evaluation starts a new pass (an iterator reads on)
+        try:
+            batches = _started(run.epoch())
+            if batches is None:
+                if not in_fit:
+                    raise ValueError(f"{fn}: x (a {run.stream.kind}) yielded no batches")
+                warnings.warn(f"{fn}: your validation data ran out; this epoch has no "
+                              "validation logs", UserWarning, stacklevel=4)
+                return None
+            self._reset_metrics()
+            cbs.on_test_begin()
+            logs, step = {}, -1
+            for step, batch in batches:
+                cbs.on_test_batch_begin(step)
+                self._test_batch(*self._stream_batch(batch, step, fn))
+                logs = self._logs()
+                cbs.on_test_batch_end(step, logs)
+            if run.ran_out:
+                warnings.warn(f"{fn}: your input ran out of data after {step + 1} of "
+                              f"steps={run.steps_per_epoch} steps", UserWarning, stacklevel=4)
+            cbs.on_test_end(logs)
+            return logs
+        finally:
+            run.stream.close()
+
+    def _predict_stream(self, x, steps, verbose, callbacks):
+        run = data_adapters.EpochSteps(data_adapters.Stream(x, "predict"), steps)
+        try:
+            batches = _started(run.epoch())
+            if batches is None:
+                raise ValueError(f"predict: x (a {run.stream.kind}) yielded no batches")
+            cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                               verbose=verbose, epochs=1, steps=run.steps)
+            cbs.on_predict_begin()
+            parts = []
+            for step, batch in batches:
+                cbs.on_predict_batch_begin(step)
+                xs = self._stream_x(batch, step, "predict")
+                with self._exclusive():  # the outputs live in workspaces: copied under the lock
+                    outs = [o.copy() for o in self._run(self._step_state(False), xs, False)]
+                parts.append(outs)
+                cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs)})
+            if run.ran_out:
+                warnings.warn(f"predict: your input ran out of data after {len(parts)} of "
+                              f"steps={steps} steps", UserWarning, stacklevel=3)
+            cbs.on_predict_end()
+        finally:
+            run.stream.close()
+        return self._pack_outputs([np.concatenate(column) for column in zip(*parts)])
 
     # ------------------------------------------------------------ evaluate and predict
     def _evaluate(self, xs, ys, sw, batch_size, cbs):
@@ -670,8 +889,19 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict."""
         self._require("evaluate")
+        if data_adapters.is_stream(x):
+            verbose = _verbose(verbose, "evaluate")
+            data_adapters.reject("evaluate", x, y=y, sample_weight=sample_weight)
+            if steps is not None:
+                steps = _batch_size(steps, "evaluate", "steps")
+            run = data_adapters.EpochSteps(data_adapters.Stream(x, "evaluate"), steps)
+            cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                               epochs=1, steps=run.steps)
+            logs = self._evaluate_stream(run, cbs, "evaluate")
+            return self._returned(logs, return_dict)
         if steps is not None:
-            raise ValueError("evaluate: steps is not supported")
+            raise ValueError("evaluate: steps is supported for x given as a stream of batches "
+                             "(a generator, dataset or PyDataset) only")
         verbose = _verbose(verbose, "evaluate")
         batch_size = _batch_size(batch_size, "evaluate")
         xs, ys = self._prepare(x, y)
@@ -690,9 +920,14 @@ class Trainer:
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """The model's outputs for x, computed batch by batch (training=False): an array, or
         a list (a dict) of them for a model of several outputs."""
-        if steps is not None:
-            raise ValueError("predict: steps is not supported")
         verbose = _verbose(verbose, "predict")
+        if data_adapters.is_stream(x):
+            if steps is not None:
+                steps = _batch_size(steps, "predict", "steps")
+            return self._predict_stream(x, steps, verbose, callbacks)
+        if steps is not None:
+            raise ValueError("predict: steps is supported for x given as a stream of batches "
+                             "(a generator, dataset or PyDataset) only")
         batch_size = _batch_size(batch_size, "predict")
         xs = self._prepare_x(x)
         n = len(xs[0])
@@ -797,6 +1032,31 @@ def _match(value, names, what, several):
         raise ValueError(f"compile: {what} has {len(value)} entries but the model has one "
                          f"output")
     return [value] * len(names)
+
+
+# ---------------------------------------------------------------- streams
+
+def _started(batches):
+    """The epoch's (step, batch) iterator with its first batch already read, or None (and the
+    epoch ended) when it has none: fit then knows before on_epoch_begin."""
+    first = next(batches, None)
+    if first is None:
+        batches.close()
+        return None
+
+    def chained():
+        try:
+            yield first
+            yield from batches
+        finally:
+            batches.close()
+    return chained()
+
+
+def _batch_error(error, fn, index):
+    """A batch the model cannot take: the same kind of error, naming the batch."""
+    kind = TypeError if isinstance(error, TypeError) else ValueError
+    return kind(f"{fn}: batch {index} of the data: {error}")
 
 
 # ---------------------------------------------------------------- argument checks

@@ -8,7 +8,9 @@ import random
 
 import numpy as np
 
-__all__ = ["to_categorical", "set_random_seed"]
+from .py_dataset import PyDataset, Sequence
+
+__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence"]
 
 _generator = np.random.default_rng()
 
