@@ -3,6 +3,7 @@ generator or iterator, an iterable dataset (with or without len()), a cnnkit.uti
 (workers 1 and 3); steps_per_epoch and validation_steps, class_weight on a stream, the
 progress bar's target, the errors, an exception mid-epoch, Keras parity of the steps run and
 the logged keys, and that a warm step on a stream allocates no more than on arrays."""
+import io
 import json
 import os
 import subprocess
@@ -258,12 +259,22 @@ def test_arrays_and_array_likes_keep_the_array_path():
 
 # ---------------------------------------------------------------- steps
 
-def test_the_progress_bar_shows_unknown_then_the_learned_steps(capsys):
+def test_the_progress_bar_learns_the_steps_of_a_stream_of_unknown_length(capsys):
+    """As Keras: while the first epoch runs the bar shows N/Unknown (on a terminal); its final
+    line, and every later epoch, count the steps the first epoch took."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model().fit(Listed(with_len=False), epochs=2, verbose=1)
     first, second = capsys.readouterr().out.split("Epoch 2/2")
-    assert "3/Unknown" in first and "3/3 [====" in second
+    assert "3/3 [====" in first and "3/3 [====" in second
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model().fit(Listed(with_len=False), epochs=1, verbose=2)
+    assert "3/3 - " in capsys.readouterr().out
+    bar = callbacks.Progbar(None, verbose=1, file=io.StringIO())
+    bar._dynamic = True
+    bar.update(2)
+    assert "2/Unknown" in bar.file.getvalue()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model().fit(Listed(), epochs=1, verbose=1)

@@ -48,6 +48,8 @@ class Progbar:
     def update(self, current, values=None, finalize=None):
         if finalize is None:
             finalize = self.target is not None and current >= self.target
+        if finalize and self.target is None:  # a stream of unknown length: now it is known
+            self.target = current
         self._values.update(values or {})
         self._seen = current
         now = time.time()
