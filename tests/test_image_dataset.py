@@ -437,6 +437,21 @@ def test_keras_parity_classes_file_order_and_split(folder, keras_utils):
     assert [o.file_paths for o in ours] == [t.file_paths for t in theirs]
 
 
+@pytest.mark.parametrize("labels", ["inferred", "explicit"])
+def test_keras_parity_labels_follow_their_files(folder, keras_utils, labels):
+    """Keras reshuffles each epoch through tf.data, so compare (file colour, label) pairs."""
+    if labels == "explicit":
+        labels = [(7 * i) % 3 for i in range(12)]
+    kwargs = dict(labels=labels, image_size=(2, 2), seed=3, validation_split=0.25,
+                  subset="training", verbose=False, interpolation="nearest")
+
+    def pairs(dataset):
+        return sorted((float(x[0, 0, 0]), int(y)) for xs, ys in dataset
+                      for x, y in zip(np.asarray(xs), np.asarray(ys)))
+    assert pairs(image_dataset_from_directory(folder, **kwargs)) == pairs(
+        keras_utils.image_dataset_from_directory(folder, **kwargs))
+
+
 @pytest.mark.parametrize("interpolation, size, pad", [
     ("nearest", (9, 13), False), ("nearest", (3, 4), False), ("bilinear", (10, 14), False),
     ("bilinear", (12, 20), False), ("bicubic", (10, 14), False), ("lanczos3", (11, 17), False),

@@ -121,3 +121,26 @@ def test_keras_parity(png):
     x = RNG.normal(size=(3, 4, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(array_to_img(x)),
                                   np.asarray(keras.utils.array_to_img(x)))
+
+
+def test_cnnkit_imports_without_pillow_and_names_the_extra(tmp_path):
+    """Pillow is optional: `import cnnkit` works without it, and the image helpers say what
+    to install."""
+    import subprocess
+    import sys
+    code = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "import cnnkit, cnnkit.utils\n"
+        "for call in (lambda: cnnkit.utils.load_img('x.png'),\n"
+        "             lambda: cnnkit.utils.image_dataset_from_directory('.')):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except ImportError as error:\n"
+        "        assert 'cnnkit[images]' in str(error), error\n"
+        "    else:\n"
+        "        raise AssertionError('no ImportError')\n"
+        "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr

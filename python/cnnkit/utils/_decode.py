@@ -12,6 +12,8 @@ Where Keras (through tf.image) and Pillow differ:
   filters widen with the scale (antialiasing, as tf.image.resize(antialias=True)) while
   Keras samples without it.
 - "lanczos5", "gaussian" and "mitchellcubic" have no Pillow filter: NotImplementedError.
+- color_mode="grayscale" of a colour file uses Pillow's ITU-R 601-2 luma; TF's decoders round
+  their own weights, so a grey level may differ by 1.
 - 16-bit grayscale PNGs become 8-bit by dropping the low byte, as tf.image.decode_image does.
 """
 import numpy as np
