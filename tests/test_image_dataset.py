@@ -477,3 +477,29 @@ def test_keras_parity_pixels(tmp_path, keras_utils, interpolation, size, pad):
         np.testing.assert_allclose(x_ours[:, 2:-2, 2:-2], x_theirs[:, 2:-2, 2:-2], atol=0.25)
     else:
         np.testing.assert_allclose(x_ours, x_theirs, atol=1e-2)
+
+
+def test_workers_decode_concurrently_and_a_bounded_distance_ahead(folder, monkeypatch):
+    """No timing: the first two decodes meet at a barrier, which only works if two worker
+    threads decode at once; and after one batch, the workers have not run far ahead."""
+    from cnnkit.utils import _decode
+    decode = _decode.decode_image
+    barrier = threading.Barrier(2, timeout=10)
+    calls = []
+    lock = threading.Lock()
+
+    def watched(path, *args, **kwargs):
+        with lock:
+            calls.append(path)
+            first_two = len(calls) <= 2
+        if first_two:
+            barrier.wait()
+        return decode(path, *args, **kwargs)
+    monkeypatch.setattr(_decode, "decode_image", watched)
+    ds = image_dataset_from_directory(folder, image_size=(2, 2), batch_size=1, shuffle=False,
+                                      verbose=False, num_threads=2)
+    it = iter(ds)
+    next(it)
+    time.sleep(0.2)  # give runaway workers the chance to show (none should)
+    assert 2 <= len(calls) <= 1 + 2 * 2  # readahead: twice max(threads, batch size)
+    it.close()
