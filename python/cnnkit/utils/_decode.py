@@ -5,13 +5,13 @@ calls run at once in worker threads (see dataset.py). Pillow is imported lazily:
 works without it, and the first image call names the extra to install.
 
 Where Keras (through tf.image) and Pillow differ:
-- "nearest" picks TF's source pixels (its float32 arithmetic, so the ties agree). The other
-  filters are Pillow's, on float32 planes (no rounding to 8 bits). When enlarging, "bilinear"
-  and "lanczos3" give TF's values and "bicubic" is within 0.25 of them inside the image (TF
-  tabulates its weights; the borders differ); "area" differs. When shrinking, Pillow's
-  filters widen with the scale (antialiasing, as tf.image.resize(antialias=True)) while
-  Keras samples without it.
-- "lanczos5", "gaussian" and "mitchellcubic" have no Pillow filter: NotImplementedError.
+- "nearest" and "bilinear" are TF's own arithmetic (half-pixel centres, no antialiasing,
+  float32), in NumPy, so they give Keras' pixels when shrinking and enlarging alike.
+- The other filters are Pillow's, on float32 planes (no rounding to 8 bits). When enlarging,
+  "lanczos3" gives TF's values and "bicubic" is within 0.25 of them inside the image (TF
+  tabulates its weights; the borders differ); "area" differs. When shrinking, Pillow's filters
+  widen with the scale (antialiasing, as tf.image.resize(antialias=True)) while Keras samples
+  without it.
 - color_mode="grayscale" of a colour file uses Pillow's ITU-R 601-2 luma; TF's decoders round
   their own weights, so a grey level may differ by 1.
 - 16-bit grayscale PNGs become 8-bit by dropping the low byte, as tf.image.decode_image does.
@@ -102,6 +102,29 @@ def _nearest_indices(in_size, out_size):
     return np.minimum(np.floor(centres).astype(np.int64), in_size - 1)
 
 
+def _bilinear_taps(in_size, out_size):
+    """tf.image's bilinear taps (half-pixel centres, no antialiasing, float32 as TF)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    centres = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(centres)
+    lower = np.maximum(floor.astype(np.int64), 0)
+    upper = np.minimum(np.ceil(centres).astype(np.int64), in_size - 1)
+    return lower, upper, (centres - floor).astype(np.float32)
+
+
+def _resize_bilinear(array, height, width):
+    """TF's bilinear resize of an HWC float32 array: along the width, then the height."""
+    top_rows, bottom_rows, y_lerp = _bilinear_taps(array.shape[0], height)
+    left, right, x_lerp = _bilinear_taps(array.shape[1], width)
+    x_lerp = x_lerp[None, :, None]
+
+    def along_width(rows):
+        picked = array[rows]
+        return picked[:, left] + (picked[:, right] - picked[:, left]) * x_lerp
+    top, bottom = along_width(top_rows), along_width(bottom_rows)
+    return top + (bottom - top) * y_lerp[:, None, None]
+
+
 def _resize_planes(array, size, resample):
     """HWC float32 -> (height, width, C) float32, one Pillow 'F' plane per channel, so no
     rounding to 8 bits happens between decoding and the model."""
@@ -113,6 +136,8 @@ def _resize_planes(array, size, resample):
         rows = _nearest_indices(array.shape[0], height)
         columns = _nearest_indices(array.shape[1], width)
         return np.ascontiguousarray(array[rows[:, None], columns[None, :]])
+    if resample == Image.Resampling.BILINEAR:
+        return _resize_bilinear(array, height, width)
     out = np.empty((height, width, array.shape[2]), np.float32)
     for channel in range(array.shape[2]):
         plane = Image.fromarray(np.ascontiguousarray(array[:, :, channel]), "F")
