@@ -5,13 +5,13 @@ calls run at once in worker threads (see dataset.py). Pillow is imported lazily:
 works without it, and the first image call names the extra to install.
 
 Where Keras (through tf.image) and Pillow differ:
-- "nearest" and "bilinear" are TF's own arithmetic (half-pixel centres, no antialiasing,
-  float32), in NumPy, so they give Keras' pixels when shrinking and enlarging alike.
-- The other filters are Pillow's, on float32 planes (no rounding to 8 bits). When enlarging,
-  "lanczos3" gives TF's values and "bicubic" is within 0.25 of them inside the image (TF
-  tabulates its weights; the borders differ); "area" differs. When shrinking, Pillow's filters
-  widen with the scale (antialiasing, as tf.image.resize(antialias=True)) while Keras samples
-  without it.
+- "nearest", "bilinear" and "bicubic" are TF's own arithmetic (half-pixel centres, no
+  antialiasing, float32, TF's tabulated Keys cubic renormalised at the borders), in NumPy, so
+  they give Keras' pixels when shrinking and enlarging alike.
+- "area" and "lanczos3" are Pillow's filters (BOX, LANCZOS) on float32 planes (no rounding to
+  8 bits). When enlarging, "lanczos3" gives TF's values; "area" differs. When shrinking,
+  Pillow's filters widen with the scale (antialiasing, as tf.image.resize(antialias=True))
+  while Keras samples without it.
 - color_mode="grayscale" of a colour file uses Pillow's ITU-R 601-2 luma; TF's decoders round
   their own weights, so a grey level may differ by 1.
 - 16-bit grayscale PNGs become 8-bit by dropping the low byte, as tf.image.decode_image does.
@@ -125,6 +125,43 @@ def _resize_bilinear(array, height, width):
     return top + (bottom - top) * y_lerp[:, None, None]
 
 
+_CUBIC_TABLE_SIZE = 1024  # TF samples Keys' cubic (a = -0.5) at 1/1024 steps
+
+
+def _cubic_table():
+    steps = np.arange(_CUBIC_TABLE_SIZE + 1, dtype=np.float32) / np.float32(_CUBIC_TABLE_SIZE)
+    a = np.float32(-0.5)
+    near = ((a + 2) * steps - (a + 3)) * steps * steps + 1  # |distance| in [0, 1)
+    far_steps = steps + 1
+    far = ((a * far_steps - 5 * a) * far_steps + 8 * a) * far_steps - 4 * a  # [1, 2)
+    return near.astype(np.float32), far.astype(np.float32)
+
+
+def _bicubic_taps(in_size, out_size):
+    """tf.image's bicubic taps: 4 indices and weights per output pixel; taps outside the
+    image get weight 0 and the rest are renormalised, as TF's resize_bicubic does."""
+    near, far = _cubic_table()
+    scale = np.float32(in_size) / np.float32(out_size)
+    centres = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    base = np.floor(centres).astype(np.int64)
+    offset = np.rint((centres - base) * np.float32(_CUBIC_TABLE_SIZE)).astype(np.int64)
+    indices = base[:, None] + np.arange(-1, 3)[None, :]
+    weights = np.stack([far[offset], near[offset], near[_CUBIC_TABLE_SIZE - offset],
+                        far[_CUBIC_TABLE_SIZE - offset]], axis=1)
+    inside = (indices >= 0) & (indices < in_size)
+    weights = np.where(inside, weights, np.float32(0))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.clip(indices, 0, in_size - 1), weights.astype(np.float32)
+
+
+def _resize_bicubic(array, height, width):
+    """TF's bicubic resize of an HWC float32 array: along the height, then the width."""
+    rows, row_weights = _bicubic_taps(array.shape[0], height)
+    columns, column_weights = _bicubic_taps(array.shape[1], width)
+    tall = np.einsum("hk,hkwc->hwc", row_weights, array[rows])
+    return np.einsum("wk,hwkc->hwc", column_weights, tall[:, columns]).astype(np.float32)
+
+
 def _resize_planes(array, size, resample):
     """HWC float32 -> (height, width, C) float32, one Pillow 'F' plane per channel, so no
     rounding to 8 bits happens between decoding and the model."""
@@ -138,6 +175,8 @@ def _resize_planes(array, size, resample):
         return np.ascontiguousarray(array[rows[:, None], columns[None, :]])
     if resample == Image.Resampling.BILINEAR:
         return _resize_bilinear(array, height, width)
+    if resample == Image.Resampling.BICUBIC:
+        return _resize_bicubic(array, height, width)
     out = np.empty((height, width, array.shape[2]), np.float32)
     for channel in range(array.shape[2]):
         plane = Image.fromarray(np.ascontiguousarray(array[:, :, channel]), "F")
