@@ -307,12 +307,6 @@ def test_bad_arguments(folder, kwargs, match):
         image_dataset_from_directory(folder, verbose=False, **kwargs)
 
 
-def test_interpolations_pillow_lacks_are_not_implemented(folder):
-    for name in ("lanczos5", "gaussian", "mitchellcubic"):
-        with pytest.raises(NotImplementedError, match=name):
-            image_dataset_from_directory(folder, interpolation=name, verbose=False)
-
-
 def test_abandoned_iterators_leave_no_threads(folder):
     baseline = threading.active_count()
     ds = image_dataset_from_directory(folder, image_size=(3, 3), batch_size=2, seed=1,
@@ -456,11 +450,14 @@ def test_keras_parity_labels_follow_their_files(folder, keras_utils, labels):
     ("nearest", (9, 13), False), ("nearest", (3, 4), False), ("bilinear", (10, 14), False),
     ("bilinear", (12, 20), False), ("bilinear", (3, 4), False), ("bilinear", (4, 11), False),
     ("bilinear", (5, 3), True), ("nearest", (4, 4), True), ("bilinear", (12, 12), True),
-    ("bicubic", (10, 14), False), ("bicubic", (4, 3), True), ("lanczos3", (11, 17), False),
+    ("bicubic", (10, 14), False), ("bicubic", (4, 3), True), ("area", (9, 9), False),
+    ("area", (4, 3), True), ("lanczos3", (11, 17), False), ("lanczos3", (3, 5), False),
+    ("lanczos5", (4, 9), False), ("gaussian", (8, 4), False), ("gaussian", (5, 12), True),
+    ("mitchellcubic", (5, 12), True), ("mitchellcubic", (7, 9), False),
 ])
 def test_keras_parity_pixels(tmp_path, keras_utils, interpolation, size, pad):
-    """nearest, bilinear and bicubic are TF's arithmetic, shrinking or enlarging; enlarging,
-    Pillow's lanczos3 agrees with tf.image (shrinking it cannot: Pillow antialiases)."""
+    """Every interpolation is tf.image.resize's arithmetic, shrinking or enlarging, with or
+    without crop/pad to the aspect ratio."""
     rng = np.random.default_rng(2)
     write(tmp_path / "a" / "0.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
     write(tmp_path / "b" / "1.bmp", rng.integers(0, 256, (6, 6, 3), dtype=np.uint8))
@@ -474,8 +471,6 @@ def test_keras_parity_pixels(tmp_path, keras_utils, interpolation, size, pad):
     x_ours, y_ours = next(iter(image_dataset_from_directory(str(tmp_path), **kwargs)))
     np.testing.assert_array_equal(y_ours, np.asarray(y_theirs))
     x_theirs = np.asarray(x_theirs)
-    if interpolation == "lanczos3":  # Pillow's filter: the enlarged images only
-        x_ours, x_theirs = x_ours[:3], x_theirs[:3]
     np.testing.assert_allclose(x_ours, x_theirs, atol=1e-2)
 
 
@@ -503,3 +498,20 @@ def test_workers_decode_concurrently_and_a_bounded_distance_ahead(folder, monkey
     time.sleep(0.2)  # give runaway workers the chance to show (none should)
     assert 2 <= len(calls) <= 1 + 2 * 2  # readahead: twice max(threads, batch size)
     it.close()
+
+
+def test_resize_matches_tf_image_resize_for_every_interpolation():
+    """_resize against tf.image.resize itself (what Keras calls), over shrinking, enlarging,
+    same-size and one-pixel shapes."""
+    tf = pytest.importorskip("tensorflow")
+    from cnnkit.utils import _resize
+    rng = np.random.default_rng(4)
+    for shape in [(7, 9, 3), (41, 29, 1), (1, 5, 4)]:
+        image = rng.integers(0, 256, shape).astype(np.float32)
+        for size in [(13, 20), (4, 5), (7, 9), (3, 11), (1, 1)]:
+            for interpolation in _resize.INTERPOLATIONS:
+                ours = _resize.resize(image, size, interpolation)
+                theirs = tf.image.resize(image, size, method=interpolation).numpy()
+                assert ours.shape == theirs.shape and ours.dtype == np.float32
+                np.testing.assert_allclose(ours, theirs, atol=2e-3,
+                                           err_msg=f"{interpolation} {shape} -> {size}")

@@ -136,7 +136,7 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
     if interpolation not in _decode.LOAD_IMG_TO_PIL:
         raise ValueError(f"Invalid interpolation method {interpolation} specified. Supported "
                          f"methods are {', '.join(_decode.LOAD_IMG_TO_PIL)}")
-    resample = _decode.pil_filter(interpolation, _decode.LOAD_IMG_TO_PIL)
+    resample = _decode.pil_filter(interpolation)
     if not keep_aspect_ratio:
         return img.resize(width_height, resample)
     width, height = img.size
