@@ -106,7 +106,7 @@ def decode_image(path, image_size, color_mode="rgb", interpolation="bilinear",
     """Reads `path` and returns a float32 (height, width, channels) array of values 0..255,
     resized to image_size=(height, width) as image_dataset_from_directory does."""
     img = convert_color(open_image(path), color_mode)
-    array = np.asarray(img, dtype=np.float32)
+    array = np.asarray(img)  # uint8: _resize converts only what it gathers
     if array.ndim == 2:
         array = array[:, :, None]
     target_height, target_width = image_size

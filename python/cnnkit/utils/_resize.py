@@ -2,9 +2,11 @@
 calls it), for every interpolation Keras accepts there, so cnnkit's image datasets hold the same
 pixels as Keras' (to float32 rounding, ~1e-4 of 255).
 
-All work on HWC float32 arrays. nearest, bilinear and bicubic follow TF's resize_* kernels
-(half-pixel centres; bicubic with TF's tabulated Keys cubic, renormalised at the borders);
-area is resize_area; lanczos3/5, gaussian and mitchellcubic are scale_and_translate's kernels.
+All take an HWC array of any real dtype (uint8 straight from the decoder: only the rows a pass
+gathers become float32, so a large photo is never converted whole) and return float32.
+nearest, bilinear and bicubic follow TF's resize_* kernels (half-pixel centres; bicubic with
+TF's tabulated Keys cubic, renormalised at the borders); area is resize_area; lanczos3/5,
+gaussian and mitchellcubic are scale_and_translate's kernels.
 """
 import numpy as np
 
@@ -40,7 +42,7 @@ def _resize_bilinear(array, height, width):
     x_lerp = x_lerp[None, :, None]
 
     def along_width(rows):
-        picked = array[rows]
+        picked = array[rows].astype(np.float32)
         return picked[:, left] + (picked[:, right] - picked[:, left]) * x_lerp
     top, bottom = along_width(top_rows), along_width(bottom_rows)
     return top + (bottom - top) * y_lerp[:, None, None]
@@ -175,7 +177,7 @@ def _resize_kernel(array, height, width, name):
 def _resize_nearest(array, height, width):
     rows = _nearest_indices(array.shape[0], height)
     columns = _nearest_indices(array.shape[1], width)
-    return np.ascontiguousarray(array[rows[:, None], columns[None, :]])
+    return array[rows[:, None], columns[None, :]].astype(np.float32)
 
 
 def resize(array, size, interpolation):
@@ -184,7 +186,7 @@ def resize(array, size, interpolation):
     height, width = size
     same_size = array.shape[0] == height and array.shape[1] == width
     if same_size and interpolation not in ("gaussian", "mitchellcubic"):
-        return array  # the other kernels are 1 at distance 0 and 0 at whole distances
+        return array.astype(np.float32)  # the others are 1 at 0 and 0 at whole distances
     if interpolation == "nearest":
         return _resize_nearest(array, height, width)
     if interpolation == "bilinear":
