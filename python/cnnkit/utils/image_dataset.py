@@ -225,16 +225,20 @@ def _make_dataset(file_paths, labels, label_mode, num_classes, decode_options, b
             order = np.random.default_rng([seed, epochs[0]]).permutation(count)
         epochs[0] += 1
         readahead = 2 * max(num_threads, batch_size or 1)
-        for index, image in ordered_parallel_map(decode, order, num_threads, readahead):
-            if isinstance(image, _BadFile):
-                if file_paths[index] not in skipped:
-                    skipped.append(file_paths[index])
-                warnings.warn(f"Skipped an image file that cannot be decoded: {image.error}",
-                              stacklevel=2)
-                continue
-            if channels_first:
-                image = image.transpose(2, 0, 1)
-            yield image if encoded is None else (image, encoded[index])
+        decoded = ordered_parallel_map(decode, order, num_threads, readahead)
+        try:
+            for index, image in decoded:
+                if isinstance(image, _BadFile):
+                    if file_paths[index] not in skipped:
+                        skipped.append(file_paths[index])
+                    warnings.warn(f"Skipped an image file that cannot be decoded: "
+                                  f"{image.error}", stacklevel=2)
+                    continue
+                if channels_first:
+                    image = image.transpose(2, 0, 1)
+                yield image if encoded is None else (image, encoded[index])
+        finally:
+            decoded.close()  # stops and joins the workers now, not when garbage-collected
 
     def epoch():
         it = samples()
