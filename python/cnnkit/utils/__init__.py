@@ -61,3 +61,12 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     categorical = np.zeros((y.size, num_classes), dtype=dtype)
     categorical[np.arange(y.size), y] = 1
     return categorical.reshape(shape + (num_classes,))
+
+
+# Image helpers (Pillow is imported lazily, on first use).
+from .dataset import Dataset  # noqa: E402
+from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: E402
+from .image_dataset import image_dataset_from_directory  # noqa: E402
+
+__all__ += ["Dataset", "array_to_img", "img_to_array", "load_img", "save_img",
+            "image_dataset_from_directory"]
