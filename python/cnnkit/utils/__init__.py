@@ -8,9 +8,15 @@ import random
 
 import numpy as np
 
+# Image helpers import Pillow lazily, on first use: `import cnnkit` needs only NumPy.
+from .dataset import Dataset
+from .image_dataset import image_dataset_from_directory
+from .image_utils import array_to_img, img_to_array, load_img, save_img
 from .py_dataset import PyDataset, Sequence
 
-__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence"]
+__all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence", "Dataset",
+           "image_dataset_from_directory", "load_img", "img_to_array", "array_to_img",
+           "save_img"]
 
 _generator = np.random.default_rng()
 
@@ -62,11 +68,3 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     categorical[np.arange(y.size), y] = 1
     return categorical.reshape(shape + (num_classes,))
 
-
-# Image helpers (Pillow is imported lazily, on first use).
-from .dataset import Dataset  # noqa: E402
-from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: E402
-from .image_dataset import image_dataset_from_directory  # noqa: E402
-
-__all__ += ["Dataset", "array_to_img", "img_to_array", "load_img", "save_img",
-            "image_dataset_from_directory"]
