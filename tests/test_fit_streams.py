@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -456,7 +455,7 @@ def test_a_py_dataset_that_raises_stops_fit_and_its_threads(workers):
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
 def test_a_warm_step_on_a_stream_of_a_fixed_batch_size_allocates_little(dtype):
     """float32 batches are not copied; others (uint8 images) are cast into reused buffers."""
-    from test_step_allocations import STEP_BOUND, cifar_batch, small_model
+    from test_step_allocations import STEP_BOUND, cifar_batch, small_model, warm_fit_step_rises
     cnnkit.utils.set_random_seed(0)
     x, y = cifar_batch(8 * 6)
     x = (x * 255).astype(dtype) if dtype == np.uint8 else x
@@ -465,26 +464,9 @@ def test_a_warm_step_on_a_stream_of_a_fixed_batch_size_allocates_little(dtype):
     def stream():
         return ((x[s:s + 8], y[s:s + 8]) for s in range(0, len(x), 8))
 
-    class Probe(callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.rises = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.rises.append(tracemalloc.get_traced_memory()[1] - self.before)
-
-    m.fit(stream(), verbose=0, shuffle=False)
-    probe = Probe()
-    tracemalloc.start()
-    try:
-        m.fit(stream(), verbose=0, shuffle=False, callbacks=[probe])
-    finally:
-        tracemalloc.stop()
-    assert len(probe.rises) == 6 and max(probe.rises) < STEP_BOUND, probe.rises
+    rises = warm_fit_step_rises(lambda cbs: m.fit(stream(), verbose=0, shuffle=False,
+                                                  callbacks=cbs))
+    assert len(rises) == 6 and max(rises) < STEP_BOUND, rises
 
 
 # ---------------------------------------------------------------- Keras parity

@@ -58,9 +58,9 @@ def test_a_warm_train_on_batch_step_allocates_almost_nothing(loss):
     assert max(rises) < 2 * STEP_BOUND, rises
 
 
-def warm_fit_step_rises(model, x, y, **fit_kwargs):
-    """What each batch of a second fit (2 epochs, batch 8) allocates at its peak, in bytes,
-    after a first fit warmed the model up."""
+def warm_fit_step_rises(fit):
+    """What each batch of a second fit allocates at its peak, in bytes, after a first one
+    warmed the model up; fit(callbacks) runs one fit with those callbacks."""
     class Probe(callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -73,11 +73,11 @@ def warm_fit_step_rises(model, x, y, **fit_kwargs):
         def on_train_batch_end(self, batch, logs=None):
             self.rises.append(tracemalloc.get_traced_memory()[1] - self.before)
 
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, **fit_kwargs)  # shuffled: gathered
+    fit([])
     probe = Probe()
     tracemalloc.start()
     try:
-        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[probe], **fit_kwargs)
+        fit([probe])
     finally:
         tracemalloc.stop()
     return probe.rises
@@ -85,7 +85,9 @@ def warm_fit_step_rises(model, x, y, **fit_kwargs):
 
 def test_a_warm_fit_step_allocates_almost_nothing():
     set_random_seed(0)
-    rises = warm_fit_step_rises(small_model(), *cifar_batch(8 * 6))
+    model, (x, y) = small_model(), cifar_batch(8 * 6)
+    rises = warm_fit_step_rises(lambda cbs: model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                                                      callbacks=cbs))  # shuffled: gathered
     assert len(rises) == 12 and max(rises) < STEP_BOUND, rises
 
 

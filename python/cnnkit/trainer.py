@@ -644,24 +644,39 @@ class Trainer:
                 finite = self._train_batch(self._batch(xs, order, batch, "x"),
                                            self._batch(ys, order, batch, "y"),
                                            self._batch_weights(sw, order, batch))
-                logs = self._logs()
-                if not finite:
-                    self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
-                    self.stop_training = True
-                cbs.on_train_batch_end(step, logs)
+                logs = self._after_train_batch(finite, epoch, step, cbs)
                 if self.stop_training:
                     break
             if seen >= num_batches:
                 seen = 0
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = val(cbs)
-                if val_logs is not None:
-                    logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
-            cbs.on_epoch_end(epoch, logs)
+            logs = self._end_epoch(epoch, logs, val, validation_freq, cbs)
             first_step = 0
             if self.stop_training:
                 break
-        if epochs > initial_epoch:  # Keras: with use_ema, the weights become their averages
+        return self._end_fit(epochs > initial_epoch, logs, cbs)
+
+    # ------------------------------------------------------------ fit's shared steps
+    def _after_train_batch(self, finite, epoch, step, cbs):
+        """The logs after a training batch; a non-finite one stops training (see
+        _train_batch)."""
+        logs = self._logs()
+        if not finite:
+            self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
+            self.stop_training = True
+        cbs.on_train_batch_end(step, logs)
+        return logs
+
+    def _end_epoch(self, epoch, logs, val, validation_freq, cbs):
+        """Validation (every validation_freq epochs), then the epoch's end: its logs."""
+        if val is not None and (epoch + 1) % validation_freq == 0:
+            val_logs = val(cbs)
+            if val_logs is not None:
+                logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
+        cbs.on_epoch_end(epoch, logs)
+        return logs
+
+    def _end_fit(self, trained, logs, cbs):
+        if trained:  # Keras: with use_ema, the weights become their moving averages
             self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
         return cbs.history
@@ -789,11 +804,7 @@ class Trainer:
                 cbs.on_train_batch_begin(step)
                 finite = self._train_batch(*self._stream_batch(batch, step, "fit", class_weight,
                                                                reuse=True))
-                logs = self._logs()
-                if not finite:
-                    self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
-                    self.stop_training = True
-                cbs.on_train_batch_end(step, logs)
+                logs = self._after_train_batch(finite, epoch, step, cbs)
                 if self.stop_training:
                     break
             batches.close()  # ends the epoch (the PyDataset's on_epoch_end) after a break
@@ -803,18 +814,11 @@ class Trainer:
                               UserWarning, stacklevel=3)
             if cbs.params.get("steps") is None and train.steps is not None:
                 cbs.params["steps"] = train.steps  # learned from the first pass, as Keras' bar
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = val(cbs)
-                if val_logs is not None:
-                    logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
-            cbs.on_epoch_end(epoch, logs)
+            logs = self._end_epoch(epoch, logs, val, validation_freq, cbs)
             first_step = 0
             if self.stop_training:
                 break
-        if epochs > initial_epoch:  # Keras: with use_ema, the weights become their averages
-            self.optimizer.finalize_variable_values(self.trainable_weights)
-        cbs.on_train_end(logs)
-        return cbs.history
+        return self._end_fit(epochs > initial_epoch, logs, cbs)
 
     def _evaluate_stream(self, run, cbs, fn, in_fit=False):
         """The logs over one pass (or `steps` batches) of a stream; None, with a warning in
