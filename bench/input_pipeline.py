@@ -39,8 +39,12 @@ costs a training run against the same images held in memory.
 Every contender runs in its own process (this file with --child), with OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS set to its thread count, and the processes alternate in --repeats rounds
 (decoding at each thread count, then training); figures are medians over rounds, and ratios
-compare medians of the same run. Not timed in full here (2 shared cores); a smoke run with
---images 64 --photos 8 --repeats 1 --epochs 2 --only cnnkit,pillow takes some 10 s.
+compare medians of the same run. The defaults were not run here (2 shared cores); from tiny
+runs, estimated at some 10-12 minutes a round on 2 cores with TensorFlow (cnnkit's fits some
+2 minutes each, TF's likely longer; the decoding passes 1-2 minutes in all), so 30-40 minutes
+for 3 rounds, plus a minute to write the folders the first time: --repeats 1 or --images 10000
+cut it. A smoke run with --images 64 --photos 8 --repeats 1 --epochs 2 --only cnnkit,pillow
+takes some 4 s (TF's start-up and tracing add some 50 s, mostly a tiny run's fixed cost).
 """
 import os
 
@@ -416,7 +420,7 @@ def rate_cells(samples):
 
 def print_decode(decode, thread_counts, frameworks, args):
     rows = []
-    sets = {"cifar": f"32x32 JPEG -> 32x32",
+    sets = {"cifar": "32x32 JPEG -> 32x32",
             "photos": f"{PHOTO_SIDE}x{PHOTO_SIDE} JPEG -> {args.photo_size}x{args.photo_size}"}
     for key, title in sets.items():
         reference = decode.get((key, 1, "pillow"))
