@@ -176,3 +176,25 @@ def test_train_images_bad_directory(tmp_path, capsys):
 def test_train_images_rejects_bad_split():
     with pytest.raises(SystemExit):
         main(["train-images", "x", "--validation-split", "1.5"])
+
+
+def test_predict_model_that_takes_no_images(tmp_path, capsys):
+    import cnnkit
+    model = cnnkit.Sequential([cnnkit.Input((4,)), cnnkit.layers.Dense(2, activation="softmax")])
+    path = tmp_path / "dense.cnnkit"
+    model.save(path)
+    image = colored_image(tmp_path / "x.png", "red", np.random.default_rng(0))
+    assert main(["predict", str(path), image]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "not images" in err
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys):
+    from cnnkit.cli import plots
+    monkeypatch.setattr(plots, "require_matplotlib", lambda: "--plot needs matplotlib, which is not installed")
+    data = image_folder(tmp_path / "data", ["blue", "red"], 2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-images", str(data), "--plot", str(tmp_path / "p.png"), "--save", str(tmp_path / "m.cnnkit")])
+    assert exit_info.value.code == 2
+    assert "matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "m.cnnkit").exists()

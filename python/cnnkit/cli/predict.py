@@ -73,7 +73,8 @@ def run(args, parser):
     try:
         model, names, size, color_mode = load_classifier(args.model)
     except (OSError, ValueError) as error:
-        _error(f"cannot load the model {args.model}: {error}" if args.model not in str(error) else error)
+        # cnnkit's loader names the file first; an OSError only names it at the end.
+        _error(error if str(error).startswith(args.model) else f"cannot load the model {args.model}: {error}")
         return 1
     if names is None:
         _error(f"{args.model}: no class names (no {args.model}.classes.json); printing class indices")
