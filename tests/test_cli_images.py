@@ -40,7 +40,10 @@ def trained(tmp_path_factory):
     model = root / "model.cnnkit"
     args = [str(data), "--image-size", "8", "--batch-size", "4", "--epochs", "6", "--save", str(model),
             "--verbose", "0", "--threads", "1"]
-    return model, root, args
+    import cnnkit
+    threads = cnnkit.get_num_threads()
+    yield model, root, args
+    cnnkit.set_num_threads(threads)  # --threads 1 set it for the whole process
 
 
 def test_train_images_saves_model_and_class_names(trained, capsys):
