@@ -25,16 +25,17 @@ def confusion_matrix(true_labels, predicted_labels, num_classes):
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def save_training_report(file, history, confusion, class_names, title=""):
+def save_training_report(file, history, confusion, class_names, title="", held_out="test"):
     """Writes a PNG: loss and accuracy of every epoch (training, and validation when `history`
-    has val_* entries) beside the test confusion matrix. `history` is History.history."""
+    has val_* entries) beside the confusion matrix of the held-out images. `history` is
+    History.history; `held_out` names what the val_* entries and the matrix measure."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(16, 5), layout="constrained")
     loss_axes, accuracy_axes, confusion_axes = figure.subplots(1, 3, width_ratios=[1, 1, 1.2])
     for axes, metric, label in [(loss_axes, "loss", "Loss"), (accuracy_axes, "accuracy", "Accuracy")]:
-        for key, name in [(metric, "training"), (f"val_{metric}", "test")]:
+        for key, name in [(metric, "training"), (f"val_{metric}", held_out)]:
             if key in history:
                 values = history[key]
                 axes.plot(range(1, len(values) + 1), values, marker="o", label=name)
@@ -49,7 +50,7 @@ def save_training_report(file, history, confusion, class_names, title=""):
     confusion_axes.set_xticks(ticks, class_names, rotation=45, ha="right")
     confusion_axes.set_yticks(ticks, class_names)
     confusion_axes.set(xlabel="predicted", ylabel="true",
-                       title=f"Test confusion matrix (accuracy {np.trace(confusion) / max(confusion.sum(), 1):.3f})")
+                       title=f"{held_out.capitalize()} confusion matrix (accuracy {np.trace(confusion) / max(confusion.sum(), 1):.3f})")
     dark = confusion.max() / 2
     for (row, col), count in np.ndenumerate(confusion):
         confusion_axes.text(col, row, str(count), ha="center", va="center", fontsize=7,
