@@ -117,15 +117,15 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def run_child(framework, threads, args, alloc_steps=0, workloads=None):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), OPENBLAS_THREAD_TIMEOUT="4", TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, WORKER, "--framework", framework, "--threads", str(threads),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-               "--alloc-steps", str(alloc_steps)]
-    workloads = workloads or getattr(args, "workloads", None)
-    if workloads:
-        command += ["--workloads", ",".join(workloads)]
+def thread_env(threads):
+    """The environment of a child process held to `threads` threads in every runtime."""
+    threads = str(threads)
+    return dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
+                MKL_NUM_THREADS=threads, OPENBLAS_THREAD_TIMEOUT="4", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def child_result(command, env):
+    """Runs a child process; its result is the JSON of its last 'RESULT ' line."""
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not results:
@@ -134,11 +134,26 @@ def run_child(framework, threads, args, alloc_steps=0, workloads=None):
     return json.loads(results[-1][len("RESULT "):])
 
 
-def available(framework):
+def importable(module):
     try:
-        return importlib.util.find_spec(MODULES[framework]) is not None
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def run_child(framework, threads, args, alloc_steps=0, workloads=None):
+    env = thread_env(threads)
+    command = [sys.executable, WORKER, "--framework", framework, "--threads", str(threads),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
+               "--alloc-steps", str(alloc_steps)]
+    workloads = workloads or getattr(args, "workloads", None)
+    if workloads:
+        command += ["--workloads", ",".join(workloads)]
+    return child_result(command, env)
+
+
+def available(framework):
+    return importable(MODULES[framework])
 
 
 def selected_frameworks(parser, only, choices):

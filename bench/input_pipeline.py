@@ -51,7 +51,6 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # see bench/kernels.py; before NumPy loads
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -63,7 +62,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from compare import table  # noqa: E402
+from compare import ChildFailed, child_result, importable, table, thread_env  # noqa: E402
 
 NAMES = {"cnnkit": "cnnkit", "pillow": "Pillow loop", "tf": "TensorFlow"}
 MODULES = {"cnnkit": "cnnkit", "pillow": "PIL", "tf": "tensorflow"}
@@ -343,28 +342,13 @@ def child_main(spec):
 
 
 # ------------------------------------------------------------------ parent
-class ChildFailed(RuntimeError):
-    pass
-
-
 def run_child(spec):
-    threads = str(spec["threads"])
-    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
-               MKL_NUM_THREADS=threads, OPENBLAS_THREAD_TIMEOUT="4", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-                          env=env, capture_output=True, text=True)
-    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not results:
-        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise ChildFailed(f"exit status {proc.returncode}:\n    {tail}")
-    return json.loads(results[-1][len("RESULT "):])
+    command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    return child_result(command, thread_env(spec["threads"]))
 
 
 def available(framework):
-    try:
-        return importlib.util.find_spec(MODULES[framework]) is not None
-    except (ImportError, ValueError):
-        return False
+    return importable(MODULES[framework])
 
 
 def run_rounds(frameworks, thread_counts, folders, args):

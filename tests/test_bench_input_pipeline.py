@@ -7,9 +7,13 @@ import sys
 
 import pytest
 
+import cnnkit
+
 pytest.importorskip("PIL")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where this process imported cnnkit from (the source tree here, the installed package in CI).
+CNNKIT_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cnnkit.__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "input_pipeline.py")
 
 
@@ -30,7 +34,7 @@ def number(cell):
 
 
 def test_tiny_run_prints_both_tables(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=CNNKIT_PARENT)
     proc = subprocess.run(
         [sys.executable, SCRIPT, "--images", "64", "--photos", "8", "--repeats", "1",
          "--epochs", "2", "--threads", "1,2", "--only", "cnnkit,pillow", "--synthetic",
@@ -64,7 +68,7 @@ def test_tiny_run_prints_both_tables(tmp_path):
 
 
 def test_bad_arguments_are_usage_errors(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=CNNKIT_PARENT)
     for bad in (["--epochs", "1"], ["--only", "cnnkit,mxnet"], ["--threads", "a"]):
         proc = subprocess.run([sys.executable, SCRIPT, "--workdir", str(tmp_path)] + bad,
                               env=env, capture_output=True, text=True, timeout=60)

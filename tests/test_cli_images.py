@@ -9,11 +9,13 @@ import pytest
 
 Image = pytest.importorskip("PIL.Image")
 
+import cnnkit  # noqa: E402
 from cnnkit.cli import main  # noqa: E402
 from cnnkit.cli.train_images import classes_path, load_class_names, save_class_names  # noqa: E402
 
 COLORS = {"blue": (0, 0, 1), "green": (0, 1, 0), "red": (1, 0, 0)}
-REPO_PYTHON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# Where this process imported cnnkit from (the source tree here, the installed package in CI).
+REPO_PYTHON = os.path.dirname(os.path.dirname(os.path.abspath(cnnkit.__file__)))
 
 
 def colored_image(path, color, rng, size=8):
