@@ -112,6 +112,13 @@ void upsampling2d_bilinear_forward(float* out, const float* inp, int N, int H, i
 void upsampling2d_bilinear_backward(float* dinp, const float* dout, int N, int H, int W, int C,
                                     int SH, int SW);
 
+// ---------------------------------------------------------------- image resizing (image_resize.cpp)
+// out (OH,OW,C) float32 = one image inp (H,W,C), uint8 or float32, resized as
+// tf.image.resize(method="bilinear", antialias=False) does (half-pixel centres, float32
+// arithmetic in TF's order). Single-threaded: decoding workers call it, one image each.
+template <class T>
+void resize_bilinear_image(float* out, const T* inp, int H, int W, int C, int OH, int OW);
+
 // ---------------------------------------------------------------- dense (dense.cpp)
 // out (B,OUT) = inp (B,IN) @ weight (IN,OUT) + bias (OUT) or no bias if null, then max(0, out)
 // if relu (fused, as in conv2d_forward).

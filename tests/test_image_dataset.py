@@ -518,3 +518,4 @@ def test_resize_matches_tf_image_resize_for_every_interpolation():
                 from_bytes = _resize.resize(image.astype(np.uint8), size, interpolation)
                 assert from_bytes.dtype == np.float32  # no uint8 arithmetic anywhere
                 np.testing.assert_allclose(from_bytes, ours, atol=1e-3)
+

@@ -196,5 +196,6 @@ void bind_elementwise(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_optimizer(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_image(py::module_& m);
 
 }  // namespace cnnkit_bind

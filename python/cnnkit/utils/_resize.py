@@ -180,6 +180,16 @@ def _resize_nearest(array, height, width):
     return array[rows[:, None], columns[None, :]].astype(np.float32)
 
 
+def _resize_bilinear_fast(array, height, width):
+    """_resize_bilinear in C++ (cnnkit._core.resize_bilinear_image, the same arithmetic, some
+    50x faster on a photo) for the arrays it takes: uint8 or float32, non-empty; the NumPy
+    version, the kernel's reference, for any other dtype."""
+    if array.dtype in (np.uint8, np.float32) and array.size:
+        from .. import _core
+        return _core.resize_bilinear_image(np.ascontiguousarray(array), height, width)
+    return _resize_bilinear(array, height, width)
+
+
 def resize(array, size, interpolation):
     """(H, W, C) float32 -> (size[0], size[1], C) float32 as tf.image.resize(method=...).
     As TF's, gaussian and mitchellcubic blur an image even at its own size."""
@@ -190,7 +200,7 @@ def resize(array, size, interpolation):
     if interpolation == "nearest":
         return _resize_nearest(array, height, width)
     if interpolation == "bilinear":
-        return _resize_bilinear(array, height, width)
+        return _resize_bilinear_fast(array, height, width)
     if interpolation == "bicubic":
         return _resize_bicubic(array, height, width)
     if interpolation == "area":
