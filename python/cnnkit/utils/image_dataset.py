@@ -219,24 +219,35 @@ def _make_dataset(file_paths, labels, label_mode, num_classes, decode_options, b
             raise
         return index, image
 
+    def decode_chunk(indices):
+        return [decode(index) for index in indices]
+
+    # Up to 2 * max(threads, batch size) images are decoded ahead of the consumer, in tasks of
+    # a few consecutive images: a task per image cost as much in the pool's hand-offs (a future,
+    # a lock, a GIL switch) as decoding a 32x32 JPEG itself. Each thread gets two tasks at least.
+    readahead = 2 * max(num_threads, batch_size or 1)
+    chunk = max(1, min(8, readahead // (2 * num_threads)))
+
     def samples():
         order = np.arange(count)
         if shuffle:
             order = np.random.default_rng([seed, epochs[0]]).permutation(count)
         epochs[0] += 1
-        readahead = 2 * max(num_threads, batch_size or 1)
-        decoded = ordered_parallel_map(decode, order, num_threads, readahead)
+        chunks = (order[start:start + chunk] for start in range(0, count, chunk))
+        decoded = ordered_parallel_map(decode_chunk, chunks, num_threads,
+                                       max(1, readahead // chunk))
         try:
-            for index, image in decoded:
-                if isinstance(image, _BadFile):
-                    if file_paths[index] not in skipped:
-                        skipped.append(file_paths[index])
-                    warnings.warn(f"Skipped an image file that cannot be decoded: "
-                                  f"{image.error}", stacklevel=2)
-                    continue
-                if channels_first:
-                    image = image.transpose(2, 0, 1)
-                yield image if encoded is None else (image, encoded[index])
+            for results in decoded:
+                for index, image in results:
+                    if isinstance(image, _BadFile):
+                        if file_paths[index] not in skipped:
+                            skipped.append(file_paths[index])
+                        warnings.warn(f"Skipped an image file that cannot be decoded: "
+                                      f"{image.error}", stacklevel=2)
+                        continue
+                    if channels_first:
+                        image = image.transpose(2, 0, 1)
+                    yield image if encoded is None else (image, encoded[index])
         finally:
             decoded.close()  # stops and joins the workers now, not when garbage-collected
 
