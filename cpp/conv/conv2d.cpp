@@ -3,7 +3,8 @@
 // Most specialised first: depthwise-shaped groups (one input channel each) take the depthwise
 // kernels; other groups and dilated taps the grouped GEMM; then few output channels, few input
 // channels (forward and weight gradient; its input gradient takes the GEMM), and the packed GEMM
-// for everything else.
+// for everything else. A stride-1 input gradient of at most kFewC output channels (after the
+// first three cases) runs as a forward convolution on the few-channel kernels.
 #include "conv2d_impl.h"
 
 namespace cnnkit {
@@ -36,6 +37,10 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         return conv::grouped_backward(dinp, dweight, dbias, dout, inp, weight, g, OC, groups);
     if (OC <= conv::kSmallOC)
         return conv::small_oc_backward(dinp, dweight, dbias, dout, inp, weight, g, OC);
+    if (dinp && conv::input_grad_as_forward_applies(g, OC)) {
+        conv::input_grad_as_forward(dinp, dout, weight, g, OC);
+        dinp = nullptr;
+    }
     if (g.C <= conv::kFewC && (dweight || dbias)) {
         conv::few_channel_weight_grad(dweight, dbias, dout, inp, g, OC);
         dweight = dbias = nullptr;

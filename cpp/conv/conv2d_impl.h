@@ -6,6 +6,7 @@
 //   conv2d_small_oc.cpp      OC <= 4: direct dot products on GCC vectors
 //   conv2d_few_channels.cpp  C <= 16 (first layers): register tiles over an input strip
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
+//   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
 //   depthwise.cpp            one input channel per group: direct loops vectorised over channels
 //                            (public: depthwise_conv2d_*; depthwise_naive.cpp its reference)
@@ -27,6 +28,9 @@ constexpr int kFewC = 16;    // input channels up to which conv2d_few_channels.c
 inline gemm::Buffer& tl_partials() { thread_local gemm::Buffer b; return b; }  // per-chunk sums
 inline gemm::Buffer& tl_dpatches() { thread_local gemm::Buffer b; return b; }  // dinp's patches
 inline gemm::Buffer& tl_wt() { thread_local gemm::Buffer b; return b; }        // a weight copy
+// The kernel turned for input_grad_as_forward, kept apart from tl_wt, which the forward
+// algorithm it calls may use.
+inline gemm::Buffer& tl_turned_weight() { thread_local gemm::Buffer b; return b; }
 
 inline gemm::Im2colView im2col_view(const float* inp, const Window2d& g) {
     return gemm::Im2colView{inp, g.H, g.W, g.C, g.KH, g.KW, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW};
@@ -49,6 +53,13 @@ void gemm_forward(float* out, const float* inp, const float* weight, const float
                   const Window2d& g, int OC, bool relu);
 void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                    const float* inp, const float* weight, const Window2d& g, int OC);
+
+// The input gradient of a stride-1, undilated convolution of few output channels (not a
+// pointwise one, already a plain GEMM) as the forward convolution of dout with the kernel
+// turned (conv/conv2d_input_grad.cpp).
+bool input_grad_as_forward_applies(const Window2d& g, int OC);
+void input_grad_as_forward(float* dinp, const float* dout, const float* weight, const Window2d& g,
+                           int OC);
 
 // Groups > 1 or dilation > 1 (C and OC divisible by groups).
 void grouped_forward(float* out, const float* inp, const float* weight, const float* bias,

@@ -1,0 +1,56 @@
+// conv/conv2d_input_grad.cpp: the input gradient of a stride-1 convolution as a forward one.
+//
+// With stride 1, out[oh] = sum_dy inp[oh - PT + dy] * w[dy] (likewise along the width), so
+// dinp[i] = sum_dy dout[i + PT - dy] * w[dy]: a forward convolution of dout, padded by
+// KH-1-PT at the top (KW-1-PL at the left), with the kernel turned by 180 degrees and its input
+// and output channels swapped. Run through conv2d_forward, it takes the forward's fastest
+// algorithm (the implicit GEMM, or the few-channel kernels for narrow layers) instead of the
+// GEMM into patch rows followed by a scalar scatter-add of every patch (col2im), which moved
+// KH*KW times dinp's size through the caches (as cuDNN and oneDNN compute the "backward data"
+// pass of a stride-1 convolution). Used where it measured faster: see the condition below.
+#include "conv2d_impl.h"
+
+namespace cnnkit {
+namespace conv {
+
+bool input_grad_as_forward_applies(const Window2d& g, int OC) {
+    // Only where the forward convolution of dout takes the few-channel kernels (OC <= kFewC
+    // input channels there): measured at ResNet-20's shapes (batch 64, 2 threads, AVX2), the
+    // 16->16 3x3 backward pass took 8.5 -> 7.1 ms, but the GEMM forward made the 32->32 and
+    // 64->64 ones 4-10% slower than the GEMM into patch rows with its col2im, whose packing of
+    // plain rows of dout is cheaper than packing an im2col view of it.
+    if (OC > kFewC) return false;
+    const bool pointwise = g.KH == 1 && g.KW == 1 && g.OH == g.H && g.OW == g.W;  // a GEMM already
+    return g.SH == 1 && g.SW == 1 && g.DH == 1 && g.DW == 1 && !pointwise && g.PT <= g.KH - 1 &&
+           g.PL <= g.KW - 1;
+}
+
+void input_grad_as_forward(float* dinp, const float* dout, const float* weight, const Window2d& g,
+                           int OC) {
+    // weight is (KH,KW,C,OC); the turned kernel is (KH,KW,OC,C): element (KH-1-dy, KW-1-dx, oc, c)
+    // of it is element (dy, dx, c, oc) of weight.
+    const int64_t taps = static_cast<int64_t>(g.KH) * g.KW, C = g.C;
+    float* turned = gemm::reserve(tl_turned_weight(), static_cast<std::size_t>(taps * C * OC));
+    for (int64_t t = 0; t < taps; ++t) {
+        const float* src = weight + t * C * OC;
+        float* dst = turned + (taps - 1 - t) * OC * C;
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t oc = 0; oc < OC; ++oc) dst[oc * C + c] = src[c * OC + oc];
+    }
+    Window2d back{};
+    back.N = g.N;
+    back.H = g.OH;
+    back.W = g.OW;
+    back.C = OC;
+    back.KH = g.KH;
+    back.KW = g.KW;
+    back.SH = back.SW = 1;
+    back.PT = g.KH - 1 - g.PT;
+    back.PL = g.KW - 1 - g.PL;
+    back.OH = g.H;
+    back.OW = g.W;
+    conv2d_forward(dinp, dout, turned, nullptr, back, g.C, false, 1);
+}
+
+}  // namespace conv
+}  // namespace cnnkit
