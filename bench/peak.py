@@ -5,7 +5,8 @@ training step of the benchmark models against them.
     python bench/peak.py [--threads 1,2] [--batch 64] [--repeats 5] [--steps 5]
                          [--models cnn,ae,resnet,mobile] [--markdown]
 
-1. Peak: cnnkit._core.fma_probe, a loop of 16 independent vector FMAs on registers only, for each
+1. Peak: cnnkit._core.fma_probe, a loop of independent vector FMAs on registers only (12
+   chains with AVX2, 16 otherwise), for each
    instruction set the CPU runs (generic: what the compiler makes of scalar multiply-adds; avx2:
    ymm; avx512: zmm), at each --threads; best of --repeats (a peak is a maximum).
 2. Copy bandwidth: cnnkit._core.copy_probe, a STREAM copy of 64 MiB over the kernel threads,

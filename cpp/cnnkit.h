@@ -121,12 +121,12 @@ void resize_bilinear_image(float* out, const T* inp, int H, int W, int C, int OH
 
 // ---------------------------------------------------------------- machine probes (machine_probe.cpp)
 // bench/peak.py's yardsticks. fma_probe: every kernel thread runs `iterations` rounds of
-// fma_probe_chains() independent vector FMAs of fma_probe_lanes(isa) floats on registers only
+// fma_probe_chains(isa) independent vector FMAs of fma_probe_lanes(isa) floats on registers only
 // (isa: a cpu::Isa value the CPU runs); returns a sum that keeps the work alive.
 // copy_probe: dst[0:n] = src[0:n] over the kernel threads (a STREAM copy).
 float fma_probe(int isa, int64_t iterations, float a, float b);
 int fma_probe_lanes(int isa);
-int fma_probe_chains();
+int fma_probe_chains(int isa);
 void copy_probe(float* dst, const float* src, int64_t n);
 
 // ---------------------------------------------------------------- dense (dense.cpp)

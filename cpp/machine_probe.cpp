@@ -2,9 +2,10 @@
 // "near the hardware's limit"): the float32 FMA peak of an instruction set, from a loop that
 // never touches memory, and the copy bandwidth, from a STREAM-like copy. Not used by any layer.
 //
-// The FMA loop keeps 16 independent accumulators (more than latency x FMA ports on any x86 core
-// to date: 4-5 cycles x 2 ports), each a chain acc = acc * a + b whose values stay normal and
-// finite; a and b come from the caller, so the compiler cannot fold the chain away, and the
+// The FMA loop keeps independent accumulators, at least latency x FMA ports of any x86 core to
+// date (4-5 cycles x 2 ports) and few enough to stay in registers with the two constants: 12 of
+// AVX2's 16 ymm registers (16 spilled three chains to the stack, halving the rate), 16 of
+// AVX-512's 32 zmm. Each is a chain acc = acc * a + b whose values stay normal and finite; a and b come from the caller, so the compiler cannot fold the chain away, and the
 // accumulators' sum is returned so it cannot drop it either. Every OpenMP thread runs its own
 // loop; the caller times the whole parallel region.
 #include "cnnkit.h"
@@ -25,19 +26,19 @@ namespace cnnkit {
 
 namespace {
 
-constexpr int kChains = 16;
+constexpr int kChainsAvx2 = 12, kChains = 16;
 
 #ifdef CNNKIT_X86_KERNELS
 __attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations, float a, float b) {
-    __m256 acc[kChains];
+    __m256 acc[kChainsAvx2];
     const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i + 1));
+    for (int i = 0; i < kChainsAvx2; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i + 1));
     for (int64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-        for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], va, vb);
+#pragma GCC unroll 12
+        for (int i = 0; i < kChainsAvx2; ++i) acc[i] = _mm256_fmadd_ps(acc[i], va, vb);
     }
     __m256 sum = acc[0];
-    for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+    for (int i = 1; i < kChainsAvx2; ++i) sum = _mm256_add_ps(sum, acc[i]);
     float lanes[8];
     _mm256_storeu_ps(lanes, sum);
     float total = 0.0f;
@@ -97,7 +98,9 @@ float fma_probe(int isa, int64_t iterations, float a, float b) {
     return total;
 }
 
-int fma_probe_chains() { return kChains; }
+int fma_probe_chains(int isa) {
+    return static_cast<cpu::Isa>(isa) == cpu::Isa::kAvx2 ? kChainsAvx2 : kChains;
+}
 
 void copy_probe(float* dst, const float* src, int64_t n) {
     // Static chunks of whole cache lines, one memcpy each (glibc's picks the stores: streaming

@@ -26,10 +26,11 @@ py::dict fma_probe(const std::string& isa_name, int64_t iterations) {
         sum = cnnkit::fma_probe(code, iterations, 0.9999999f, 1e-7f);
         seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
-    const double flops = 2.0 * static_cast<double>(iterations) * cnnkit::fma_probe_chains() *
+    const double flops = 2.0 * static_cast<double>(iterations) * cnnkit::fma_probe_chains(code) *
                          cnnkit::fma_probe_lanes(code) * threads;
     return py::dict("seconds"_a = seconds, "flops"_a = flops, "threads"_a = threads,
-                    "lanes"_a = cnnkit::fma_probe_lanes(code), "sum"_a = sum);
+                    "lanes"_a = cnnkit::fma_probe_lanes(code),
+                    "chains"_a = cnnkit::fma_probe_chains(code), "sum"_a = sum);
 }
 
 void copy_probe(farray dst, const farray& src) {
