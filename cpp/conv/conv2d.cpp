@@ -3,8 +3,8 @@
 // Most specialised first: depthwise-shaped groups (one input channel each) take the depthwise
 // kernels; other groups and dilated taps the grouped GEMM; then few output channels, few input
 // channels (forward and weight gradient; its input gradient takes the GEMM), and the packed GEMM
-// for everything else. A stride-1 input gradient of at most kFewC output channels (after the
-// first three cases) runs as a forward convolution on the few-channel kernels.
+// for everything else. A stride-1 input gradient (after the first three cases) runs as a forward
+// convolution where that forward takes the few-channel kernels.
 #include "conv2d_impl.h"
 
 namespace cnnkit {
@@ -23,7 +23,8 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
         return depthwise_conv2d_forward(out, inp, weight, bias, g, OC / g.C, relu);
     if (general(g, groups)) return conv::grouped_forward(out, inp, weight, bias, g, OC, relu, groups);
     if (OC <= conv::kSmallOC) return conv::small_oc_forward(out, inp, weight, bias, g, OC, relu);
-    if (g.C <= conv::kFewC) return conv::few_channel_forward(out, inp, weight, bias, g, OC, relu);
+    if (conv::few_channel_forward_applies(g.C, OC))
+        return conv::few_channel_forward(out, inp, weight, bias, g, OC, relu);
     conv::gemm_forward(out, inp, weight, bias, g, OC, relu);
 }
 

@@ -23,6 +23,15 @@ namespace conv {
 
 constexpr int kSmallOC = 4;  // output channels up to which conv2d_small_oc.cpp runs
 constexpr int kFewC = 16;    // input channels up to which conv2d_few_channels.cpp runs
+constexpr int kFewCNarrow = 32;  // ... and up to which it runs the forward pass of narrow layers
+
+// Whether the forward pass takes conv2d_few_channels.cpp: up to kFewC input channels, or up to
+// kFewCNarrow where the outputs are as few (OC <= kFewCNarrow: ResNet-20's 32->32 layers, whose
+// forward it ran some 25% faster than the GEMM at 16x16, batch 64, AVX2; with 64 outputs, as in
+// the CIFAR-10 CNN's second layer, the GEMM stays ahead).
+inline bool few_channel_forward_applies(int C, int OC) {
+    return C <= kFewC || (C <= kFewCNarrow && OC <= kFewCNarrow);
+}
 
 // Scratch of the calling thread, shared by the algorithms (one runs at a time per thread).
 inline gemm::Buffer& tl_partials() { thread_local gemm::Buffer b; return b; }  // per-chunk sums
