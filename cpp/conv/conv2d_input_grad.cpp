@@ -3,11 +3,11 @@
 // With stride 1, out[oh] = sum_dy inp[oh - PT + dy] * w[dy] (likewise along the width), so
 // dinp[i] = sum_dy dout[i + PT - dy] * w[dy]: a forward convolution of dout, padded by
 // KH-1-PT at the top (KW-1-PL at the left), with the kernel turned by 180 degrees and its input
-// and output channels swapped. Run through conv2d_forward, it takes the forward's fastest
-// algorithm (the implicit GEMM, or the few-channel kernels for narrow layers) instead of the
-// GEMM into patch rows followed by a scalar scatter-add of every patch (col2im), which moved
-// KH*KW times dinp's size through the caches (as cuDNN and oneDNN compute the "backward data"
-// pass of a stride-1 convolution). Used where it measured faster: see the condition below.
+// and output channels swapped (as cuDNN and oneDNN compute the "backward data" pass of a
+// stride-1 convolution). Run through conv2d_forward, it takes the few-channel kernels, which
+// read dout in place, instead of the GEMM into patch rows followed by a scalar scatter-add of
+// every patch (col2im), which moved KH*KW times dinp's size through the caches. Used only where
+// it measured faster: see the condition below.
 #include "conv2d_impl.h"
 
 namespace cnnkit {

@@ -182,7 +182,7 @@ def _resize_nearest(array, height, width):
 
 def _resize_bilinear_fast(array, height, width):
     """_resize_bilinear in C++ (cnnkit._core.resize_bilinear_image, the same arithmetic, some
-    50x faster on a photo) for the arrays it takes: uint8 or float32, non-empty; the NumPy
+    20x faster on a 180x180 photo) for the arrays it takes: uint8 or float32, non-empty; the NumPy
     version, the kernel's reference, for any other dtype."""
     if array.dtype in (np.uint8, np.float32) and array.size:
         from .. import _core
