@@ -251,35 +251,14 @@ def _make_dataset(file_paths, labels, label_mode, num_classes, decode_options, b
         finally:
             decoded.close()  # stops and joins the workers now, not when garbage-collected
 
-    def epoch():
-        it = samples()
-        try:
-            if batch_size is None:
-                yield from it
-                return
-            pending = []
-            for sample in it:
-                pending.append(sample)
-                if len(pending) == batch_size:
-                    yield _stack_samples(pending)
-                    pending = []
-            if pending:
-                yield _stack_samples(pending)
-        finally:
-            it.close()
-
-    length = count if batch_size is None else -(-count // batch_size)
-    dataset = Dataset(epoch, length, None if batch_size is None else count)
+    # One element per file; batches are Dataset.batch's (the last one may be short, as Keras').
+    dataset = Dataset(samples, count)
+    if batch_size is not None:
+        dataset = dataset.batch(batch_size)
     dataset.class_names = class_names
     dataset.file_paths = list(file_paths)
     dataset.skipped_files = skipped
     return dataset
-
-
-def _stack_samples(samples):
-    if isinstance(samples[0], tuple):
-        return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
-    return np.stack(samples)
 
 
 def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
