@@ -1,8 +1,9 @@
-"""The few-input-channel convolution (C <= 16, OC > 4: a CIFAR-10 CNN's first layer), which reads
-the input in place instead of packing im2col patches, against the naive C++ kernels and
-cnnkit.reference: strides, 'same' padding with even kernels, 1-16 input channels, output
-channels that are not whole register tiles, no bias, fused ReLU, with and without the input
-gradient, 1 and 2 threads, every micro-kernel instruction set this CPU runs."""
+"""The direct convolution without packing (conv2d_few_channels.cpp: up to 64 input channels, 1x1
+kernels up to 128 in and out; OC > 4), which reads the input in place instead of packing im2col
+patches, against the naive C++ kernels and cnnkit.reference: strides, 'same' padding with even
+kernels, 1-64 input channels, output channels that are not whole register tiles, images cut
+into several blocks of rows, no bias, fused ReLU, with and without the input gradient, 1 and 2
+threads, every micro-kernel instruction set this CPU runs."""
 
 import numpy as np
 import pytest
@@ -37,7 +38,17 @@ CASES = [
     (2, 9, 10, 5, 3, 3, 20, (1, 1), "same"),
     (1, 11, 9, 8, 2, 3, 16, (2, 1), "same"),
     (2, 8, 8, 16, 3, 3, 12, (1, 1), "valid"),
-    (1, 6, 6, 17, 3, 3, 16, (1, 1), "same"),      # C > 16: the GEMM again
+    (1, 6, 6, 17, 3, 3, 16, (1, 1), "same"),
+    (2, 8, 8, 32, 3, 3, 32, (1, 1), "same"),      # ResNet-20's second stage
+    (2, 9, 7, 40, 3, 3, 50, (2, 2), "same"),
+    (1, 8, 8, 64, 3, 3, 64, (1, 1), "same"),
+    (2, 5, 6, 64, 1, 1, 128, (1, 1), "valid"),   # pointwise
+    (1, 6, 5, 128, 1, 1, 100, (2, 2), "valid"),  # pointwise, strided, 128 inputs
+    (1, 40, 36, 24, 3, 3, 20, (1, 1), "same"),    # one image in blocks of a few rows
+    (1, 30, 34, 40, 3, 3, 24, (2, 1), "valid"),
+    (1, 5, 5, 65, 3, 3, 16, (1, 1), "same"),      # C > 64: the GEMM again
+    (1, 5, 5, 129, 1, 1, 16, (1, 1), "valid"),   # 1x1, C > 128: the GEMM
+    (1, 5, 5, 96, 1, 1, 160, (1, 1), "valid"),   # 1x1, OC > 128: the GEMM
     (1, 6, 6, 3, 3, 3, 1, (1, 1), "same"),       # OC <= 4: the few-output-channel path
 ]
 
@@ -93,4 +104,27 @@ def test_few_channel_conv_threads_agree():
     finally:
         cnnkit.set_num_threads(old)
     close(out[0][1], out[1][1])
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_direct_conv_blocks_agree_across_threads(n):
+    """Forward outputs do not depend on how images are cut into blocks of rows for the threads
+    (1 image: cut so that each thread has rows; 3: whole images); the weight gradient sums
+    per-thread partials over blocks that cross image boundaries, so it agrees to rounding."""
+    rng = np.random.default_rng(11 + n)
+    x, k, b = rand(rng, n, 48, 40, 32), rand(rng, 3, 3, 32, 24), rand(rng, 24)
+    dy = rand(rng, n, 48, 40, 24)
+    old = cnnkit.get_num_threads()
+    try:
+        out = []
+        for t in (1, 2):
+            cnnkit.set_num_threads(t)
+            y = _core.conv2d_forward(x, k, b, 1, 1, 1, 1, 48, 40)
+            out.append((y,) + _core.conv2d_backward(dy, x, k, 1, 1, 1, 1))
+    finally:
+        cnnkit.set_num_threads(old)
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for a, r in zip(out[0][1:], out[1][1:]):
+        close(a, r)
+    close(out[0][0], reference.conv2d_forward(x, k, b, padding="same"))
     close(out[0][2], out[1][2])

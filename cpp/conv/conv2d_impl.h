@@ -4,7 +4,7 @@
 // of oneDNN's ordered implementation list: the most specialised that applies, the GEMM for the
 // rest, and the naive loops (conv/conv2d_naive.cpp) as the reference beside them.
 //   conv2d_small_oc.cpp      OC <= 4: direct dot products on GCC vectors
-//   conv2d_few_channels.cpp  C <= 16 (first layers): register tiles over an input strip
+//   conv2d_few_channels.cpp  C <= 64: register tiles over the input in place (no packing)
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
 //   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
@@ -22,15 +22,18 @@ namespace cnnkit {
 namespace conv {
 
 constexpr int kSmallOC = 4;  // output channels up to which conv2d_small_oc.cpp runs
-constexpr int kFewC = 16;    // input channels up to which conv2d_few_channels.cpp runs
-constexpr int kFewCNarrow = 32;  // ... and up to which it runs the forward pass of narrow layers
+constexpr int kFewC = 64;       // input channels up to which conv2d_few_channels.cpp runs
+constexpr int kFewCPointwise = 128;  // ... and up to which it runs 1x1 kernels of as few outputs
 
-// Whether the forward pass takes conv2d_few_channels.cpp: up to kFewC input channels, or up to
-// kFewCNarrow where the outputs are as few (OC <= kFewCNarrow: ResNet-20's 32->32 layers, whose
-// forward it ran some 25% faster than the GEMM at 16x16, batch 64, AVX2; with 64 outputs, as in
-// the CIFAR-10 CNN's second layer, the GEMM stays ahead).
-inline bool few_channel_forward_applies(int C, int OC) {
-    return C <= kFewC || (C <= kFewCNarrow && OC <= kFewCNarrow);
+// Whether conv2d_few_channels.cpp runs the forward pass and the weight gradient: up to kFewC
+// input channels, or a 1x1 kernel of up to kFewCPointwise inputs and outputs. Measured against
+// the GEMM (batch 64, 2 threads, AVX2 Zen 3, both in one process, alternating): forward 1.5-1.8x
+// faster at 3x3 32->64 and 64->64 (8x8 to 16x16 images) and 1.1-1.9x at 1x1 32->64 to 128->128;
+// level at 3x3 128->128 and behind (0.9x) at 1x1 128->256 and 256->256, where the GEMM's packing
+// is shared by enough outputs. Weight gradient: 1.1-1.5x up to 64 channels and at 1x1 up to 128,
+// 0.86x at 3x3 128->128.
+inline bool few_channel_applies(int C, int OC, int taps) {
+    return C <= kFewC || (taps == 1 && C <= kFewCPointwise && OC <= kFewCPointwise);
 }
 
 // Scratch of the calling thread, shared by the algorithms (one runs at a time per thread).
@@ -51,7 +54,8 @@ void small_oc_forward(float* out, const float* inp, const float* weight, const f
 void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const Window2d& g, int OC);
 
-// Few input channels (C <= kFewC): the forward pass and the weight gradient (either may be null).
+// Few input channels (few_channel_applies): the forward pass and the weight gradient (either
+// may be null).
 void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
                          const Window2d& g, int OC, bool relu);
 void few_channel_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,

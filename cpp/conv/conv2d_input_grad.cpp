@@ -19,7 +19,7 @@ bool input_grad_as_forward_applies(const Window2d& g, int OC) {
     // 3x3 backward pass took 8.5 -> 7.1 ms, but through the GEMM forward the 32->32 and 64->64
     // ones ran 4-10% slower than the GEMM into patch rows with its col2im, whose packing of plain
     // rows of dout is cheaper than packing an im2col view of it.
-    if (!few_channel_forward_applies(OC, g.C)) return false;
+    if (!few_channel_applies(OC, g.C, g.KH * g.KW)) return false;
     const bool pointwise = g.KH == 1 && g.KW == 1 && g.OH == g.H && g.OW == g.W;  // a GEMM already
     return g.SH == 1 && g.SW == 1 && g.DH == 1 && g.DW == 1 && !pointwise && g.PT <= g.KH - 1 &&
            g.PL <= g.KW - 1;
