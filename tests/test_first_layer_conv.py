@@ -1,9 +1,9 @@
-"""The direct convolution without packing (conv2d_few_channels.cpp: up to 64 input channels, 1x1
-kernels up to 128 in and out; OC > 4), which reads the input in place instead of packing im2col
-patches, against the naive C++ kernels and cnnkit.reference: strides, 'same' padding with even
-kernels, 1-64 input channels, output channels that are not whole register tiles, images cut
-into several blocks of rows, no bias, fused ReLU, with and without the input gradient, 1 and 2
-threads, every micro-kernel instruction set this CPU runs."""
+"""The direct convolution without packing (conv2d_few_channels.cpp: up to 16 input channels, or
+with AVX2 up to 64 and 1x1 kernels up to 128 in and out; OC > 4), which reads the input in place
+instead of packing im2col patches, against the naive C++ kernels and cnnkit.reference: strides,
+'same' padding with even kernels, 1-64 input channels, output channels that are not whole
+register tiles, images cut into several blocks of rows, no bias, fused ReLU, with and without
+the input gradient, 1 and 2 threads, every micro-kernel instruction set this CPU runs."""
 
 import numpy as np
 import pytest

@@ -23,7 +23,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
         return depthwise_conv2d_forward(out, inp, weight, bias, g, OC / g.C, relu);
     if (general(g, groups)) return conv::grouped_forward(out, inp, weight, bias, g, OC, relu, groups);
     if (OC <= conv::kSmallOC) return conv::small_oc_forward(out, inp, weight, bias, g, OC, relu);
-    if (conv::few_channel_applies(g.C, OC, g.KH * g.KW))
+    if (conv::few_channel_forward_applies(g.C, OC, g.KH * g.KW))
         return conv::few_channel_forward(out, inp, weight, bias, g, OC, relu);
     conv::gemm_forward(out, inp, weight, bias, g, OC, relu);
 }
@@ -42,7 +42,7 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         conv::input_grad_as_forward(dinp, dout, weight, g, OC);
         dinp = nullptr;
     }
-    if (conv::few_channel_applies(g.C, OC, g.KH * g.KW) && (dweight || dbias)) {
+    if (conv::few_channel_weight_grad_applies(g.C, OC, g.KH * g.KW) && (dweight || dbias)) {
         conv::few_channel_weight_grad(dweight, dbias, dout, inp, g, OC);
         dweight = dbias = nullptr;
     }

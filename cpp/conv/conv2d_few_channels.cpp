@@ -1,6 +1,7 @@
-// conv/conv2d_few_channels.cpp: convolutions of up to 64 input channels (and 1x1 ones of up to
-// 128; the rule: few_channel_applies in conv2d_impl.h) without packing: the forward pass and the
-// weight gradient (a stride-1 input gradient runs as this forward pass, conv2d_input_grad.cpp).
+// conv/conv2d_few_channels.cpp: convolutions of few input channels (up to 64 with AVX2, 1x1 up
+// to 128; the rules: few_channel_*_applies in conv2d_impl.h) without packing: the forward pass
+// and the weight gradient (a stride-1 input gradient runs as this forward pass,
+// conv2d_input_grad.cpp).
 // The register-tile bodies are compiled for the build's baseline and, where the x86 kernels are
 // compiled (cpu_features.h), for AVX2+FMA, picked by cpu::active_isa().
 // OpenMP: parallel for over blocks of output rows (forward), per-thread partial sums (weight

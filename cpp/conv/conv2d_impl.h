@@ -4,7 +4,7 @@
 // of oneDNN's ordered implementation list: the most specialised that applies, the GEMM for the
 // rest, and the naive loops (conv/conv2d_naive.cpp) as the reference beside them.
 //   conv2d_small_oc.cpp      OC <= 4: direct dot products on GCC vectors
-//   conv2d_few_channels.cpp  C <= 64: register tiles over the input in place (no packing)
+//   conv2d_few_channels.cpp  C <= 16 (64 with AVX2): register tiles over the input in place
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
 //   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
@@ -16,24 +16,38 @@
 #include <cstdint>
 
 #include "../cnnkit.h"
+#include "../cpu_features.h"
 #include "../gemm.h"
 
 namespace cnnkit {
 namespace conv {
 
 constexpr int kSmallOC = 4;  // output channels up to which conv2d_small_oc.cpp runs
-constexpr int kFewC = 64;       // input channels up to which conv2d_few_channels.cpp runs
+constexpr int kFewC = 16;        // input channels up to which conv2d_few_channels.cpp always runs
+constexpr int kFewCNarrow = 32;  // ... and its forward pass where the outputs are as few
+constexpr int kFewCWide = 64;    // with AVX2, up to which it runs (forward, weight gradient)
 constexpr int kFewCPointwise = 128;  // ... and up to which it runs 1x1 kernels of as few outputs
 
-// Whether conv2d_few_channels.cpp runs the forward pass and the weight gradient: up to kFewC
-// input channels, or a 1x1 kernel of up to kFewCPointwise inputs and outputs. Measured against
-// the GEMM (batch 64, 2 threads, AVX2 Zen 3, both in one process, alternating): forward 1.5-1.8x
-// faster at 3x3 32->64 and 64->64 (8x8 to 16x16 images) and 1.1-1.9x at 1x1 32->64 to 128->128;
-// level at 3x3 128->128 and behind (0.9x) at 1x1 128->256 and 256->256, where the GEMM's packing
-// is shared by enough outputs. Weight gradient: 1.1-1.5x up to 64 channels and at 1x1 up to 128,
-// 0.86x at 3x3 128->128.
-inline bool few_channel_applies(int C, int OC, int taps) {
-    return C <= kFewC || (taps == 1 && C <= kFewCPointwise && OC <= kFewCPointwise);
+// With AVX2 (the ISA it was measured on): up to kFewCWide input channels, or a 1x1 kernel of up
+// to kFewCPointwise inputs and outputs. Against the GEMM (batch 64, 2 threads, Zen 3, both in
+// one process, alternating): forward 1.5-1.8x faster at 3x3 32->64 and 64->64 (8x8 to 16x16
+// images) and 1.1-1.9x at 1x1 32->64 to 128->128; level at 3x3 128->128 and behind (0.9x) at 1x1
+// 128->256 and 256->256, where the GEMM's packing is shared by enough outputs. Weight gradient:
+// 1.1-1.5x up to 64 channels and at 1x1 up to 128, 0.86x at 3x3 128->128.
+// Elsewhere the earlier, narrower rule: the AVX-512 GEMM is 16 floats wide while these kernels
+// are still 8 wide, and no AVX-512 machine has measured where the crossover lies.
+inline bool few_channel_wide(int C, int OC, int taps) {
+    return cpu::active_isa() == cpu::Isa::kAvx2 &&
+           (C <= kFewCWide || (taps == 1 && C <= kFewCPointwise && OC <= kFewCPointwise));
+}
+// Whether the forward pass takes conv2d_few_channels.cpp: the wide rule, or up to kFewC input
+// channels, or up to kFewCNarrow where the outputs are as few (ResNet-20's 32->32 layers).
+inline bool few_channel_forward_applies(int C, int OC, int taps) {
+    return few_channel_wide(C, OC, taps) || C <= kFewC || (C <= kFewCNarrow && OC <= kFewCNarrow);
+}
+// Whether the weight gradient does: the wide rule, or up to kFewC input channels.
+inline bool few_channel_weight_grad_applies(int C, int OC, int taps) {
+    return few_channel_wide(C, OC, taps) || C <= kFewC;
 }
 
 // Scratch of the calling thread, shared by the algorithms (one runs at a time per thread).
@@ -54,7 +68,7 @@ void small_oc_forward(float* out, const float* inp, const float* weight, const f
 void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const Window2d& g, int OC);
 
-// Few input channels (few_channel_applies): the forward pass and the weight gradient (either
+// Few input channels (few_channel_*_applies): the forward pass and the weight gradient (either
 // may be null).
 void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
                          const Window2d& g, int OC, bool relu);
@@ -67,9 +81,9 @@ void gemm_forward(float* out, const float* inp, const float* weight, const float
 void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                    const float* inp, const float* weight, const Window2d& g, int OC);
 
-// The input gradient of a stride-1, undilated convolution of few output channels (not a
-// pointwise one, already a plain GEMM) as the forward convolution of dout with the kernel
-// turned (conv/conv2d_input_grad.cpp).
+// The input gradient of a stride-1, undilated convolution of few output channels (pointwise
+// ones too, with AVX2) as the forward convolution of dout with the kernel turned
+// (conv/conv2d_input_grad.cpp).
 bool input_grad_as_forward_applies(const Window2d& g, int OC);
 void input_grad_as_forward(float* dinp, const float* dout, const float* weight, const Window2d& g,
                            int OC);
