@@ -89,4 +89,22 @@ void add_scaled_noise(float* out, const float* inp, const float* noise, float st
     for (int64_t i = 0; i < n; ++i) out[i] = inp[i] + stddev * noise[i];
 }
 
+void add_forward(float* out, const float* a, const float* b, int64_t n, bool relu) {
+    // a, b and out are (n,)
+    if (relu) {
+#ifdef _OPENMP
+#pragma omp parallel for simd if (n > kParallelMin)
+#endif
+        for (int64_t i = 0; i < n; ++i) {
+            const float v = a[i] + b[i];
+            out[i] = v < 0.0f ? 0.0f : v;
+        }
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel for simd if (n > kParallelMin)
+#endif
+        for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+    }
+}
+
 }  // namespace cnnkit

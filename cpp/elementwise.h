@@ -1,4 +1,5 @@
-// elementwise.h: the kernels of Rescaling, Normalization, SpatialDropout2D and GaussianNoise (elementwise.cpp).
+// elementwise.h: the kernels of Rescaling, Normalization, SpatialDropout2D, GaussianNoise and
+// Add (elementwise.cpp).
 // Same conventions as cnnkit.h: outputs first, NHWC float32, kernels trust their arguments.
 #pragma once
 #include <cstdint>
@@ -22,5 +23,11 @@ void channel_mask(float* out, const float* inp, const float* mask, int64_t n, in
 // out = inp + stddev * noise, elementwise over n values (GaussianNoise; noise is standard normal,
 // drawn by the layer's own generator).
 void add_scaled_noise(float* out, const float* inp, const float* noise, float stddev, int64_t n);
+
+// out = a + b elementwise over n values, then max(out, 0) when relu (a NaN passes, as
+// relu_forward): Add of two same-shape inputs, with a ResNet block's ReLU fused in one pass
+// (numpy's add is one thread, and a separate ReLU pass reads and writes the output again).
+// out may be a (each element is read before it is written).
+void add_forward(float* out, const float* a, const float* b, int64_t n, bool relu);
 
 }  // namespace cnnkit

@@ -1,4 +1,4 @@
-"""The elementwise kernels (Rescaling, Normalization, SpatialDropout2D, GaussianNoise): C++
+"""The elementwise kernels (Rescaling, Normalization, SpatialDropout2D, GaussianNoise, Add): C++
 against the NumPy reference on 1 and 2 threads, the reference's gradients against float64
 finite differences, the bindings' checks and the ops' argument errors."""
 import numpy as np
@@ -111,6 +111,30 @@ def test_gaussian_noise_matches_reference(isa_threads, shape):
     assert np.array_equal(ops.gaussian_noise_forward(x, noise, 0.0), x)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 4, 3), (7,), (16, 40, 40, 8)])
+def test_add_matches_reference(isa_threads, shape):
+    a, b = rand(*shape), rand(*shape)
+    for relu in (False, True):
+        got = ops.add_forward(a, b, relu=relu)
+        want = R.add_forward(a.astype(np.float64), b, relu=relu)
+        close(got, want)
+        assert np.array_equal(got, np.maximum(a + b, 0) if relu else a + b)  # float32 exactly
+    a.flat[1], b.flat[2] = np.nan, -np.inf
+    y = ops.add_forward(a, b, relu=True)
+    assert np.isnan(y.flat[1]) and y.flat[2] == 0  # NaN passes the ReLU, as relu_forward
+
+
+def test_reference_add_gradients_match_finite_differences():
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    dy = rng.standard_normal(a.shape)
+    for relu in (False, True):
+        y = R.add_forward(a, b, relu=relu)
+        want = dy * (y > 0) if relu else dy  # Add's gradient, masked by the fused ReLU
+        for x in (a, b):
+            numeric = numeric_grad(lambda: np.sum(dy * R.add_forward(a, b, relu=relu)), x)
+            close(want, numeric, 1e-6)
+
+
 def test_results_do_not_depend_on_the_thread_count():
     import cnnkit
     x, a, b = rand(8, 64, 64, 16), rand(16), rand(16)
@@ -121,7 +145,8 @@ def test_results_do_not_depend_on_the_thread_count():
         for threads in (1, 2):
             cnnkit.set_num_threads(threads)
             results.append((ops.affine_forward(x, a, b), ops.spatial_dropout_forward(x, mask),
-                            ops.gaussian_noise_forward(x, x, 0.5)))
+                            ops.gaussian_noise_forward(x, x, 0.5),
+                            ops.add_forward(x, x[::-1].copy(), relu=True)))
     finally:
         cnnkit.set_num_threads(old)
     for one, two in zip(*results):
@@ -179,6 +204,15 @@ def test_out_buffers_are_written_in_place_and_checked():
     mask = rand(2, 5)
     assert _core.spatial_dropout_backward(x, mask, out=out) is out
     assert _core.gaussian_noise_forward(x, x.copy(), 0.5, out=out) is out
+    assert _core.add_forward(x, x.copy(), out=out) is out
+    with pytest.raises(ValueError, match="share memory"):
+        _core.add_forward(x, out, out=out)
+    inplace, twice = x.copy(), 2 * x
+    assert _core.add_forward(inplace, x, out=inplace) is inplace  # a += b
+    assert np.array_equal(inplace, twice)
+    flat = np.zeros(x.size + 1, np.float32)  # out one float before a: a partial overlap
+    with pytest.raises(ValueError, match="a itself"):
+        _core.add_forward(flat[1:].reshape(x.shape), x, out=flat[:-1].reshape(x.shape))
     with pytest.raises(ValueError, match="out"):
         _core.affine_forward(x, a, b, 24, 1, out=np.empty((2, 3, 4, 4), np.float32))
     with pytest.raises(ValueError, match="share memory"):
@@ -197,6 +231,7 @@ def test_out_buffers_are_written_in_place_and_checked():
     (lambda x: _core.spatial_dropout_forward(x[0, 0, 0], np.ones((5, 5), np.float32)), "2 axes"),
     (lambda x: _core.gaussian_noise_forward(x, x[:1].copy(), 0.1), "noise"),
     (lambda x: _core.gaussian_noise_forward(x, x.copy(), -0.1), "stddev"),
+    (lambda x: _core.add_forward(x, x[:1].copy()), "b"),
 ])
 def test_bindings_refuse_inconsistent_sizes(call, match):
     with pytest.raises(ValueError, match=match):
@@ -219,6 +254,8 @@ def test_bindings_refuse_inconsistent_sizes(call, match):
     (lambda x: R.affine_forward(x, np.ones(4), 0.0), "scale"),
     (lambda x: R.spatial_dropout_forward(x, np.ones((2, 4))), "mask"),
     (lambda x: R.gaussian_noise_forward(x, x, -1.0), "stddev"),
+    (lambda x: ops.add_forward(x, x[:1]), "b"),
+    (lambda x: R.add_forward(x, x[:, :1]), "b"),
 ])
 def test_ops_and_reference_name_the_bad_argument(call, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
-// bind_elementwise.cpp: the Python bindings of Rescaling, Normalization, SpatialDropout2D and GaussianNoise (cpp/elementwise.cpp).
+// bind_elementwise.cpp: the Python bindings of Rescaling, Normalization, SpatialDropout2D,
+// GaussianNoise and Add (cpp/elementwise.cpp).
 #include "check.h"
 
 namespace cnnkit_bind {
@@ -76,6 +77,20 @@ farray gaussian_noise_forward(const farray& x, const farray& noise, float stddev
     return y;
 }
 
+// out may be a itself (an in-place sum, as a graph's gradient accumulation), else it shares no
+// memory with a or b.
+farray add_forward(const farray& a, const farray& b, bool relu, const py::object& out_) {
+    require_shape(b, shape_of(a), "b");
+    farray y = output(out_, shape_of(a), "out", {{"b", b}});
+    require(y.data() == a.data() || !overlap(y, a),
+            "out must be a itself or share no memory with a");
+    float* out = y.mutable_data();
+    const float *pa = aligned(a, "a"), *pb = aligned(b, "b");
+    const int64_t n = a.size();
+    without_gil([&] { cnnkit::add_forward(out, pa, pb, n, relu); });
+    return y;
+}
+
 }  // namespace
 
 void bind_elementwise(py::module_& m) {
@@ -95,6 +110,7 @@ void bind_elementwise(py::module_& m) {
           nc("dy"), nc("mask"), out("out"));
     m.def("gaussian_noise_forward", &gaussian_noise_forward, nc("x"), nc("noise"), "stddev"_a,
           out("out"));
+    m.def("add_forward", &add_forward, nc("a"), nc("b"), "relu"_a = false, out("out"));
 }
 
 }  // namespace cnnkit_bind

@@ -19,6 +19,7 @@ ReLU that is the only reader of a BatchNormalization's or an Add's output inside
 """
 import numpy as np
 
+from .. import _core
 from .._args import shape_str
 from ..layers.base import STRUCTURE_VERSION
 from ..layers.call_state import CallState, Workspaces
@@ -296,9 +297,9 @@ class Graph:
         if current is None:
             grads[number] = grad
         elif gs.owned[number]:
-            np.add(current, grad, out=current)
+            _sum_into(current, grad, current)
         else:
-            grads[number] = np.add(current, grad, out=gs.sum_buffer(number, current.shape))
+            grads[number] = _sum_into(current, grad, gs.sum_buffer(number, current.shape))
             gs.owned[number] = True
 
     def leaf_states(self, gs, training):
@@ -309,6 +310,17 @@ class Graph:
                 yield from step.layer._leaf_states(child, train)
             elif step.layer.weights:
                 yield step.layer, child
+
+
+def _sum_into(a, b, out):
+    """out = a + b (out may be a): the add kernel (multi-threaded; numpy's add is not, and a
+    ResNet's residual gradients are sums of whole activations), numpy for anything else."""
+    if (out is not None and a.shape == b.shape == out.shape
+            and all(x.dtype == np.float32 and x.flags.c_contiguous and x.size for x in (a, b, out))
+            and not np.may_share_memory(out, b)
+            and (out is a or not np.may_share_memory(out, a))):
+        return _core.add_forward(a, b, out=out)
+    return np.add(a, b, out=out)
 
 
 def activity_penalty(regularizer, call, y):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _args, _core
 
-__all__ = ["affine_forward", "affine_backward", "normalization_forward",
+__all__ = ["add_forward", "affine_forward", "affine_backward", "normalization_forward",
            "spatial_dropout_forward", "spatial_dropout_backward", "gaussian_noise_forward"]
 
 # keras.backend.epsilon(): Normalization divides by max(sqrt(variance), this).
@@ -137,3 +137,11 @@ def gaussian_noise_forward(x, noise, stddev):
     noise = _args.float_array_like(noise, "noise", x.shape, "x's shape", fn=fn)
     stddev = _args.real_number(stddev, "stddev", fn, low=0.0)
     return _core.gaussian_noise_forward(x, noise, stddev)
+
+
+def add_forward(a, b, relu=False):
+    """a + b, then max(., 0) when relu (NaN passes), in one multi-threaded pass."""
+    fn = "add_forward"
+    a = _args.float_array(a, "a", fn=fn)
+    b = _args.float_array_like(b, "b", a.shape, "a's shape", fn=fn)
+    return _core.add_forward(a, b, relu=bool(relu))

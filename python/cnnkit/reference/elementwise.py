@@ -3,7 +3,7 @@ import numpy as np
 
 from .._args import flag, float_array, float_array_like, real_number, working_dtype
 
-__all__ = ["affine_forward", "affine_backward", "normalization_forward",
+__all__ = ["add_forward", "affine_forward", "affine_backward", "normalization_forward",
            "spatial_dropout_forward", "spatial_dropout_backward", "gaussian_noise_forward"]
 
 EPSILON = 1e-7  # keras.backend.epsilon()
@@ -81,3 +81,14 @@ def gaussian_noise_forward(x, noise, stddev):
     x = float_array(x, "x", dtype=dtype, fn=fn)
     noise = float_array_like(noise, "noise", x.shape, "x's shape", dtype, fn)
     return x + real_number(stddev, "stddev", fn, low=0.0) * noise
+
+
+def add_forward(a, b, relu=False):
+    """a + b, then max(., 0) when relu (a NaN passes): Add of two inputs of one shape, with a
+    fused ReLU. Its gradient is dy for each input (masked where the output is 0, with relu)."""
+    fn = "add_forward"
+    dtype = working_dtype(a, b)
+    a = float_array(a, "a", dtype=dtype, fn=fn)
+    b = float_array_like(b, "b", a.shape, "a's shape", dtype, fn)
+    y = a + b
+    return np.where(y < 0, np.zeros((), dtype), y) if relu else y
