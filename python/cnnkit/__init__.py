@@ -31,7 +31,8 @@ from . import ops, reference  # noqa: E402
 # model engine (see README, "Three ways to write a model"), and no optional package (matplotlib,
 # Pillow, ...) loads until a function needs it.
 _MODULES = ("activations", "applications", "callbacks", "datasets", "initializers", "layers",
-            "losses", "metrics", "models", "optimizers", "regularizers", "utils")
+            "losses", "metrics", "mixed_precision", "models", "optimizers", "regularizers",
+            "utils")
 _NAMES = {"Input": "layers", "Model": "models", "Sequential": "models", "load_model": "models"}
 
 
@@ -62,6 +63,7 @@ def set_num_threads(n):
 __all__ = [
     "__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads",
     "activations", "applications", "callbacks", "datasets", "initializers", "layers", "losses",
-    "metrics", "models", "optimizers", "regularizers", "utils", "Input", "Model", "Sequential",
+    "metrics", "mixed_precision", "models", "optimizers", "regularizers", "utils", "Input",
+    "Model", "Sequential",
     "load_model",
 ]

@@ -110,8 +110,10 @@ class Layer:
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
                             f"{kwargs}")
-        if dtype not in (None, "float32", np.float32):
-            raise ValueError(f"{type(self).__name__}: cnnkit computes in float32, got dtype={dtype!r}")
+        from ..mixed_precision import policy_of
+        # Keras' dtype policy: float32, or mixed_bfloat16 run in float32 (with one warning);
+        # anything else raises (cnnkit.mixed_precision).
+        self.dtype_policy = policy_of(dtype, type(self).__name__)
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string without "
                              f"'/', got {name!r}")
@@ -346,6 +348,20 @@ class Layer:
         pass
 
     # ------------------------------------------------------------ configs
+    @property
+    def dtype(self):
+        """The weights' dtype (Keras' layer.dtype): always float32."""
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def compute_dtype(self):
+        """What the layer computes in: float32 in cnnkit, whatever the policy asks."""
+        return "float32"
+
+    @property
+    def variable_dtype(self):
+        return self.dtype_policy.variable_dtype
+
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         if self._batch_input_shape is not None:
