@@ -50,6 +50,11 @@ CASES = [
     (1, 5, 5, 129, 1, 1, 16, (1, 1), "valid"),   # 1x1, C > 128: the GEMM
     (1, 5, 5, 96, 1, 1, 160, (1, 1), "valid"),   # 1x1, OC > 128: the GEMM
     (1, 6, 6, 3, 3, 3, 1, (1, 1), "same"),       # OC <= 4: the few-output-channel path
+    (3, 12, 10, 32, 3, 3, 3, (1, 1), "same"),    # an autoencoder's RGB output layer
+    (2, 9, 8, 50, 3, 3, 2, (1, 1), "same"),      # rows of 150: vector tiles and a scalar tail
+    (2, 11, 9, 12, 3, 3, 4, (2, 2), "valid"),
+    (1, 8, 9, 7, 2, 5, 1, (1, 2), "same"),       # even kernel, rows of 35
+    (2, 7, 6, 16, 1, 1, 3, (1, 1), "valid"),     # pointwise
 ]
 
 

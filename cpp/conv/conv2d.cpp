@@ -2,9 +2,9 @@
 //
 // Most specialised first: depthwise-shaped groups (one input channel each) take the depthwise
 // kernels; other groups and dilated taps the grouped GEMM; then few output channels, few input
-// channels (forward and weight gradient; its input gradient takes the GEMM), and the packed GEMM
-// for everything else. A stride-1 input gradient (after the first three cases) runs as a forward
-// convolution where that forward takes the few-channel kernels.
+// channels (forward and weight gradient), and the packed GEMM for everything else. A stride-1
+// input gradient (after the first two cases) runs as a forward convolution where that forward
+// takes the few-channel kernels (an RGB output layer's too: its own scatter-add was 3x slower).
 #include "conv2d_impl.h"
 
 namespace cnnkit {
@@ -36,12 +36,12 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         return depthwise_conv2d_backward(dinp, dweight, dbias, dout, inp, weight, g, OC / g.C);
     if (general(g, groups))
         return conv::grouped_backward(dinp, dweight, dbias, dout, inp, weight, g, OC, groups);
-    if (OC <= conv::kSmallOC)
-        return conv::small_oc_backward(dinp, dweight, dbias, dout, inp, weight, g, OC);
     if (dinp && conv::input_grad_as_forward_applies(g, OC)) {
         conv::input_grad_as_forward(dinp, dout, weight, g, OC);
         dinp = nullptr;
     }
+    if (OC <= conv::kSmallOC)
+        return conv::small_oc_backward(dinp, dweight, dbias, dout, inp, weight, g, OC);
     if (conv::few_channel_weight_grad_applies(g.C, OC, g.KH * g.KW) && (dweight || dbias)) {
         conv::few_channel_weight_grad(dweight, dbias, dout, inp, g, OC);
         dweight = dbias = nullptr;
