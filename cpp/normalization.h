@@ -33,6 +33,15 @@ void batchnorm_forward_infer(float* out, float* invstd, const float* inp, const 
 // relu_out (outer,C,inner), when not null, is the output of a forward pass with a fused ReLU:
 // dout is the gradient after that ReLU and is read as 0 where relu_out <= 0 (in the same passes,
 // as relu_backward would mask it).
+// The inference fold of a BatchNormalization into the linear layer before it (batchnorm_fold.cpp):
+// scale (C) = gamma / sqrt(var + eps), computed as Keras does (1 / sqrt first, then * gamma);
+// kernel_out (rows, C) = kernel * scale along its last axis C, the layer's output channels (a
+// Conv2D's or Dense's last kernel axis, a depthwise kernel's last two); bias_out (C) =
+// (bias - mean) * scale + beta. bias, gamma and beta may be null (none, 1, 0).
+void batchnorm_fold(float* kernel_out, float* bias_out, float* scale, const float* kernel,
+                    const float* bias, const float* gamma, const float* beta, const float* mean,
+                    const float* var, int64_t rows, int C, float eps);
+
 void batchnorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout,
                         const float* inp, const float* mean, const float* invstd,
                         const float* gamma, const float* relu_out, int64_t outer, int C,

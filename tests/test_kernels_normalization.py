@@ -438,3 +438,76 @@ def test_batchnorm_backward_checks_the_fused_relu_output():
         ops.batchnorm_forward_train(x, relu=1)
     with pytest.raises(ValueError, match="y"):
         ops.batchnorm_backward(x, x, m, inv, y=np.zeros((3, 4), np.float32))
+
+
+# ---------------------------------------------------------------- the inference fold
+
+
+def _numpy_fold32(kernel, bias, gamma, beta, mean, variance, eps):
+    """The fold as engine/folding.py computed it with NumPy before the kernel: float32, each
+    operation rounded on its own."""
+    s = np.sqrt(variance + np.float32(eps))
+    s = np.float32(1.0) / s
+    if gamma is not None:
+        s = s * gamma
+    k = (kernel.reshape(-1, len(mean)) * s).reshape(kernel.shape)
+    b = (bias - mean if bias is not None else -mean) * s
+    return k, (b + beta if beta is not None else b)
+
+
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 5, 7), (12, 9), (3, 3, 4, 2), (1, 1, 3, 16)])
+@pytest.mark.parametrize("with_bias,with_gamma,with_beta", [(True, True, True),
+                                                            (False, True, False),
+                                                            (True, False, True),
+                                                            (False, False, False)])
+def test_batchnorm_fold_equals_numpy_bit_for_bit(kernel_shape, with_bias, with_gamma, with_beta):
+    rng = np.random.default_rng(len(kernel_shape) + kernel_shape[-1])
+    # (3, 3, 4, 2) is a depthwise kernel: 4 channels x multiplier 2 = 8 output channels.
+    c = 8 if kernel_shape == (3, 3, 4, 2) else kernel_shape[-1]
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    kernel, mean = f32(*kernel_shape), f32(c)
+    variance = rng.random(c).astype(np.float32) + np.float32(0.1)
+    bias = f32(c) if with_bias else None
+    gamma = f32(c) if with_gamma else None
+    beta = f32(c) if with_beta else None
+    k, b = _core.batchnorm_fold(kernel, bias, gamma, beta, mean, variance, 1e-3)
+    want_k, want_b = _numpy_fold32(kernel, bias, gamma, beta, mean, variance, 1e-3)
+    assert k.shape == kernel.shape and k.dtype == np.float32
+    np.testing.assert_array_equal(k, want_k)
+    np.testing.assert_array_equal(b, want_b)
+    ref_k, ref_b = reference.batchnorm_fold(kernel.astype(np.float64), bias, gamma, beta, mean,
+                                            variance, 1e-3)
+    np.testing.assert_allclose(k, ref_k, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, ref_b, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_fold_is_the_layer_then_the_normalization():
+    """conv(x, kernel') + bias' == batchnorm(conv(x, kernel) + bias), in float64."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 6, 3))
+    kernel, bias = rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+    gamma, beta, mean = rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal(4)
+    variance = rng.random(4) + 0.5
+    k, b = reference.batchnorm_fold(kernel, bias, gamma, beta, mean, variance, 1e-3)
+    want = reference.batchnorm_forward(reference.conv2d_forward(x, kernel, bias), gamma, beta,
+                                       mean, variance, epsilon=1e-3)
+    np.testing.assert_allclose(reference.conv2d_forward(x, k, b), want, rtol=1e-10, atol=1e-10)
+
+
+def test_batchnorm_fold_checks_its_arguments():
+    k, v = np.ones((3, 3, 2, 4), np.float32), np.ones(4, np.float32)
+    out = np.empty_like(k)
+    got, _ = _core.batchnorm_fold(k, None, None, None, v, v, 1e-3, kernel_out=out)
+    assert got is out
+    with pytest.raises(ValueError, match="output channels"):
+        _core.batchnorm_fold(k, None, None, None, np.ones(3, np.float32), np.ones(3, np.float32), 1e-3)
+    with pytest.raises(ValueError, match="variance"):
+        _core.batchnorm_fold(k, None, None, None, v, np.ones(5, np.float32), 1e-3)
+    with pytest.raises(ValueError, match="gamma"):
+        _core.batchnorm_fold(k, None, np.ones(2, np.float32), None, v, v, 1e-3)
+    with pytest.raises(ValueError, match="epsilon"):
+        _core.batchnorm_fold(k, None, None, None, v, v, -1.0)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.batchnorm_fold(k, None, None, None, v, v, 1e-3, kernel_out=k)
+    with pytest.raises(ValueError, match="kernel"):
+        reference.batchnorm_fold(k, None, None, None, np.ones(3), np.ones(3))

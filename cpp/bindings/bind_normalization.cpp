@@ -37,6 +37,46 @@ float* inplace_vector(const std::optional<farray>& a, py::ssize_t C, const char*
     return aligned_mutable(copy, name);
 }
 
+// The fold's outputs (kernel_out, bias_out), with scale_out (C,) as its scratch (none: new arrays).
+py::tuple batchnorm_fold(const farray& kernel, const std::optional<farray>& bias,
+                         const std::optional<farray>& gamma, const std::optional<farray>& beta,
+                         const farray& mean, const farray& variance, float epsilon,
+                         const py::object& kernel_out_, const py::object& bias_out_,
+                         const py::object& scale_out_) {
+    require_ndim(mean, 1, "mean");
+    const py::ssize_t C = mean.shape(0);
+    require(C > 0, "mean must not be empty");
+    require_shape(variance, {C}, "variance");
+    // Output channels: the last axis (Conv2D, Dense), or the last two (a depthwise kernel).
+    const py::ssize_t nd = kernel.ndim();
+    require(nd >= 1 && (kernel.shape(nd - 1) == C ||
+                        (nd >= 2 && kernel.shape(nd - 2) * kernel.shape(nd - 1) == C)),
+            "kernel of shape " + shape_str(kernel) + " does not end in " + std::to_string(C) +
+                " output channels");
+    require(std::isfinite(epsilon) && epsilon >= 0.0f, "epsilon must be finite and >= 0");
+    const float *b = optional_vector(bias, C, "bias"), *ga = optional_vector(gamma, C, "gamma");
+    const float* be = optional_vector(beta, C, "beta");
+    const farray empty(std::vector<py::ssize_t>{0});  // stands in for a missing input below
+    farray k_out = output(kernel_out_, shape_of(kernel), "kernel_out",
+                          {{"kernel", kernel}, {"mean", mean}, {"variance", variance},
+                           {"bias", bias ? *bias : empty}, {"gamma", gamma ? *gamma : empty},
+                           {"beta", beta ? *beta : empty}});
+    farray b_out = output(bias_out_, {C}, "bias_out",
+                          {{"kernel", kernel}, {"kernel_out", k_out}, {"mean", mean},
+                           {"variance", variance}, {"bias", bias ? *bias : empty},
+                           {"gamma", gamma ? *gamma : empty}, {"beta", beta ? *beta : empty}});
+    farray s_out = output(scale_out_, {C}, "scale_out",
+                          {{"kernel_out", k_out}, {"bias_out", b_out}, {"mean", mean},
+                           {"variance", variance}, {"gamma", gamma ? *gamma : empty}});
+    float *ko = k_out.mutable_data(), *bo = b_out.mutable_data(), *so = s_out.mutable_data();
+    const float *k = aligned(kernel, "kernel"), *m = aligned(mean, "mean");
+    const float* v = aligned(variance, "variance");
+    const int64_t rows = kernel.size() / C;
+    const int channels = as_int(C, "channels");
+    without_gil([&] { cnnkit::batchnorm_fold(ko, bo, so, k, b, ga, be, m, v, rows, channels, epsilon); });
+    return py::make_tuple(k_out, b_out);
+}
+
 py::tuple batchnorm_forward_train(const farray& x, const std::optional<farray>& gamma,
                                   const std::optional<farray>& beta,
                                   const std::optional<farray>& moving_mean,
@@ -175,6 +215,9 @@ py::tuple layernorm_backward(const farray& dy, const farray& x, const farray& me
 }  // namespace
 
 void bind_normalization(py::module_& m) {
+    m.def("batchnorm_fold", &batchnorm_fold, nc("kernel"), opt("bias"), opt("gamma"), opt("beta"),
+          nc("mean"), nc("variance"), "epsilon"_a, out("kernel_out"), out("bias_out"),
+          out("scale_out"));
     m.def("batchnorm_forward_train", &batchnorm_forward_train, nc("x"), opt("gamma"), opt("beta"),
           opt("moving_mean") = py::none(), opt("moving_variance") = py::none(), "axis"_a,
           "epsilon"_a, "momentum"_a = 0.99f, "relu"_a = false, out("out"), out("mean_out"),

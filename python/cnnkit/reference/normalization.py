@@ -11,7 +11,7 @@ import numpy as np
 
 from .._args import float_array, float_array_like, working_dtype
 
-__all__ = ["batchnorm_forward_train", "batchnorm_forward", "batchnorm_backward",
+__all__ = ["batchnorm_forward_train", "batchnorm_forward", "batchnorm_fold", "batchnorm_backward",
            "layernorm_forward", "layernorm_backward"]
 
 
@@ -122,6 +122,32 @@ def batchnorm_forward(x, gamma, beta, mean, variance, axis=-1, epsilon=1e-3, rel
     scale = inv if gamma is None else inv * gamma
     shift = -mean * scale + (0 if beta is None else beta)
     return _relu(x * _broadcast(scale, x.ndim, axis) + _broadcast(shift, x.ndim, axis), relu, fn)
+
+
+def batchnorm_fold(kernel, bias, gamma, beta, mean, variance, epsilon=1e-3):
+    """(kernel', bias') of a linear layer followed by an inference BatchNormalization, as one
+    layer: scale = gamma * (1 / sqrt(variance + epsilon)) (Keras' order), kernel' = kernel *
+    scale along its trailing output channels (the last axis; a depthwise kernel's last two),
+    bias' = (bias - mean) * scale + beta. bias, gamma, beta may be None (0, 1, 0)."""
+    fn = "batchnorm_fold"
+    dtype = working_dtype(kernel, bias, gamma, beta, mean, variance)
+    kernel = float_array(kernel, "kernel", dtype=dtype, fn=fn)
+    mean = float_array(mean, "mean", 1, dtype=dtype, fn=fn)
+    c = mean.shape[0]
+    if c == 0 or kernel.ndim < 1 or (kernel.shape[-1] != c and (
+            kernel.ndim < 2 or kernel.shape[-2] * kernel.shape[-1] != c)):
+        raise ValueError(f"{fn}: kernel of shape {kernel.shape} does not end in {c} output "
+                         f"channels")
+    variance = _vector(variance, "variance", c, dtype, fn)
+    bias, gamma = _vector(bias, "bias", c, dtype, fn), _vector(gamma, "gamma", c, dtype, fn)
+    beta = _vector(beta, "beta", c, dtype, fn)
+    epsilon = _positive(epsilon, "epsilon", fn)
+    scale = 1 / np.sqrt(variance + dtype(epsilon))
+    if gamma is not None:
+        scale = scale * gamma
+    folded = (kernel.reshape(-1, c) * scale).reshape(kernel.shape)
+    shift = (-mean if bias is None else bias - mean) * scale
+    return folded, shift if beta is None else shift + beta
 
 
 def batchnorm_backward(dy, x, mean, variance, gamma=None, axis=-1, epsilon=1e-3, training=True,
