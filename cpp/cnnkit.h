@@ -27,9 +27,13 @@ struct Window2d {
 // null, then max(0, out) if relu (fused: applied to each tile as it is stored; NaN passes, as in
 // relu_forward, so the result equals relu_forward of the unfused output). With groups > 1 (C and
 // OC divisible by it), output channels [j*OC/groups, (j+1)*OC/groups) read only input channels
-// [j*C/groups, (j+1)*C/groups).
+// [j*C/groups, (j+1)*C/groups). residual (N,OH,OW,OC), when not null, is added before the ReLU:
+// out = max(0, conv + bias + residual), a ResNet block's sum and ReLU fused into its last
+// convolution at inference (in the tiles' epilogue where the direct kernels run, else one more
+// pass). residual may not share memory with out.
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const Window2d& g, int OC, bool relu = false, int groups = 1);
+                    const Window2d& g, int OC, bool relu = false, int groups = 1,
+                    const float* residual = nullptr);
 // dinp (N,H,W,C), dweight (KH,KW,C/groups,OC), dbias (OC) from dout (N,OH,OW,OC); any output may
 // be null.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -133,3 +133,28 @@ def test_direct_conv_blocks_agree_across_threads(n):
         close(a, r)
     close(out[0][0], reference.conv2d_forward(x, k, b, padding="same"))
     close(out[0][2], out[1][2])
+
+
+@pytest.mark.parametrize("n,h,w,c,oc,groups", [
+    (2, 9, 8, 16, 24, 1),   # the direct kernels: the sum in the tiles' epilogue, edge tiles too
+    (3, 8, 8, 32, 32, 1),   # a ResNet block's last convolution
+    (1, 6, 6, 80, 20, 1),   # C > 64: the GEMM, then a pass for the sum
+    (2, 7, 6, 12, 3, 1),    # few outputs
+    (1, 6, 7, 8, 12, 2),    # groups
+])
+def test_conv_adds_a_residual_before_its_relu(isa_threads, n, h, w, c, oc, groups):
+    rng = np.random.default_rng(n * 7 + c + oc)
+    x, k, b = rand(rng, n, h, w, c), rand(rng, 3, 3, c // groups, oc), rand(rng, oc)
+    res = rand(rng, n, h, w, oc)
+    for relu in (False, True):
+        for naive in (False, True):
+            got = _core.conv2d_forward(x, k, b, 1, 1, 1, 1, h, w, relu=relu, groups=groups,
+                                       residual=res, naive=naive)
+            plain = _core.conv2d_forward(x, k, b, 1, 1, 1, 1, h, w, groups=groups, naive=True)
+            want = plain + res
+            close(got, np.maximum(want, 0) if relu else want)
+    with pytest.raises(ValueError, match="residual"):
+        _core.conv2d_forward(x, k, b, 1, 1, 1, 1, h, w, groups=groups, residual=res[:, :1].copy())
+    out = np.empty_like(res)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.conv2d_forward(x, k, b, 1, 1, 1, 1, h, w, groups=groups, residual=out, out=out)

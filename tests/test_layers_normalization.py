@@ -297,7 +297,7 @@ def test_folding_matches_the_unfolded_model_and_follows_further_training(monkeyp
     graph = model._graph_for(False)
     assert len(graph.folds) == 2  # conv -> BN and Dense -> BN; the Add one is not folded
     # The first conv's BN is read by a plain ReLU, which folds in as the conv's fused ReLU.
-    assert sorted(relu is not None for _, relu in graph.folds.values()) == [False, True]
+    assert sorted(relu is not None for _, relu, _ in graph.folds.values()) == [False, True]
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     calls = counting(monkeypatch, "batchnorm_forward_infer")
     relus, activation_forward = [], Activation.forward
@@ -370,8 +370,57 @@ def test_depthwise_bn_relu_folds_into_one_depthwise_call(monkeypatch, multiplier
     model.compile(optimizer="adam", loss="mse")
     x = rand((24, 7, 7, 3), 5)
     model.fit(x, rand((24, 2), 6), batch_size=8, epochs=2, verbose=0)  # moving stats move
-    assert list(model._graph_for(False).folds.values()) == [(1, 2)]
+    assert list(model._graph_for(False).folds.values()) == [(1, 2, None)]
     calls = counting(monkeypatch, "batchnorm_forward_infer")
     np.testing.assert_allclose(model.predict(x, verbose=0), unfolded_predict(model, x),
                                rtol=1e-5, atol=1e-5)
     assert len(calls) == 1  # the unfolded pass only
+
+
+def resnet_blocks_model(seed=6, broadcast=False):
+    """Two ResNet v1 blocks (conv-BN-ReLU-conv-BN, Add, ReLU): an identity shortcut, then a
+    projection one (its 1x1 convolution comes after the branch: not computed yet when the
+    branch's last convolution runs, so that Add is not folded), and with broadcast=True one
+    Add whose other input, a second model input, broadcasts (its fold declines at run time)."""
+    L = cnnkit.layers
+    set_random_seed(seed)
+    inputs = x = cnnkit.Input((8, 8, 4))
+    x = Activation("relu")(BatchNormalization()(Conv2D(8, 3, padding="same")(x)))
+    y = Activation("relu")(BatchNormalization()(Conv2D(8, 3, padding="same")(x)))
+    y = BatchNormalization()(Conv2D(8, 3, padding="same")(y))
+    x = Activation("relu")(L.Add()([y, x]))  # identity shortcut, branch first
+    y = Activation("relu")(BatchNormalization()(Conv2D(16, 3, strides=2, padding="same")(x)))
+    y = BatchNormalization()(Conv2D(16, 3, padding="same")(y))
+    x = Activation("relu")(L.Add()([Conv2D(16, 1, strides=2)(x), y]))  # projection shortcut
+    if broadcast:
+        shift = cnnkit.Input((1, 1, 16))
+        x = L.Add()([BatchNormalization()(Conv2D(16, 3, padding="same")(x)), shift])
+        inputs = [inputs, shift]
+    x = L.GlobalAveragePooling2D()(x)
+    model = cnnkit.Model(inputs, Dense(3, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_a_resnet_blocks_sum_and_relu_fold_into_its_last_convolution(monkeypatch, broadcast):
+    from cnnkit.layers import Add
+    model = resnet_blocks_model(broadcast=broadcast)
+    x = rand((20, 8, 8, 4), 7)
+    if broadcast:
+        x = [x, rand((20, 1, 1, 16), 8)]
+    model.fit(x, np.arange(20) % 3, batch_size=10, epochs=2, verbose=0)  # moving stats move
+    folds = model._graph_for(False).folds
+    residual = [res for _, _, res in folds.values() if res is not None]
+    assert len(residual) == 1 + broadcast  # the identity block's, and the broadcast one's
+    assert residual[0][1] is not None  # the identity block's ReLU folds too
+    adds, add_forward = [], Add.forward
+
+    def counted_add(self, call, inputs, training=False):
+        adds.append(1)
+        return add_forward(self, call, inputs, training)
+
+    monkeypatch.setattr(Add, "forward", counted_add)
+    folded = model.predict(x, batch_size=20, verbose=0)
+    assert len(adds) == (2 if broadcast else 1)  # the projection block's (and the broadcast one)
+    np.testing.assert_allclose(folded, unfolded_predict(model, x), rtol=1e-5, atol=1e-6)

@@ -46,7 +46,8 @@ int conv_filters(const farray& w, int C, int groups) {
 
 farray conv2d_forward(const farray& x, const farray& w, const std::optional<farray>& b, int sh,
                       int sw, int pt, int pl, int oh, int ow, bool naive, bool relu, int dh,
-                      int dw, int groups, const py::object& out_) {
+                      int dw, int groups, const py::object& out_,
+                      const std::optional<farray>& residual) {
     require_ndim(w, 4, "w");
     const auto g = conv_window(shape_of(x), as_int(w.shape(0), "kernel height"),
                                as_int(w.shape(1), "kernel width"), sh, sw, dh, dw, pt, pl, oh, ow);
@@ -54,10 +55,20 @@ farray conv2d_forward(const farray& x, const farray& w, const std::optional<farr
     if (b) require_shape(*b, {oc}, "b");
     farray y = b ? output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}, {"b", *b}})
                  : output(out_, {g.N, oh, ow, oc}, "out", {{"x", x}, {"w", w}});
+    const float* res = nullptr;
+    if (residual) {  // the output's shape, and no memory shared with it
+        require_shape(*residual, {g.N, oh, ow, oc}, "residual");
+        require(!overlap(y, *residual), "out must not share memory with residual");
+        res = aligned(*residual, "residual");
+    }
     float* out = y.mutable_data();
     const float *inp = aligned(x, "x"), *wt = aligned(w, "w"), *bias = b ? aligned(*b, "b") : nullptr;
+    const int64_t n = (int64_t)g.N * oh * ow * oc;
     without_gil([&] {
-        (naive ? cnnkit::conv2d_forward_naive : cnnkit::conv2d_forward)(out, inp, wt, bias, g, oc, relu, groups);
+        if (!naive) return cnnkit::conv2d_forward(out, inp, wt, bias, g, oc, relu, groups, res);
+        // The naive loops, then the sum and the ReLU as their own pass.
+        cnnkit::conv2d_forward_naive(out, inp, wt, bias, g, oc, relu && !res, groups);
+        if (res) cnnkit::add_forward(out, out, res, n, relu);
     });
     return y;
 }
@@ -200,7 +211,8 @@ py::tuple depthwise_conv2d_backward(const farray& dy, const farray& x, const far
 void bind_conv(py::module_& m) {
     m.def("conv2d_forward", &conv2d_forward, nc("x"), nc("w"), opt("b"), "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, "oh"_a, "ow"_a, py::arg("naive") = false, py::arg("relu") = false,
-          py::arg("dh") = 1, py::arg("dw") = 1, py::arg("groups") = 1, out("out"));
+          py::arg("dh") = 1, py::arg("dw") = 1, py::arg("groups") = 1, out("out"),
+          opt("residual") = py::none());
     m.def("conv2d_backward", &conv2d_backward, nc("dy"), nc("x"), nc("w"), "sh"_a, "sw"_a, "pt"_a,
           "pl"_a, py::arg("naive") = false, py::arg("need_dx") = true, py::arg("dh") = 1,
           py::arg("dw") = 1, py::arg("groups") = 1, out("dx_out"), out("dw_out"), out("db_out"));

@@ -5,6 +5,7 @@
 // channels (forward and weight gradient), and the packed GEMM for everything else. A stride-1
 // input gradient (after the first two cases) runs as a forward convolution where that forward
 // takes the few-channel kernels (an RGB output layer's too: its own scatter-add was 3x slower).
+#include "../elementwise.h"
 #include "conv2d_impl.h"
 
 namespace cnnkit {
@@ -17,8 +18,16 @@ bool depthwise(const Window2d& g, int groups) { return groups > 1 && groups == g
 }  // namespace
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    const Window2d& g, int OC, bool relu, int groups) {
+                    const Window2d& g, int OC, bool relu, int groups, const float* residual) {
     // inp is (N,H,W,C), weight is (KH,KW,C/groups,OC), bias is (OC) or null, out is (N,OH,OW,OC)
+    if (residual) {
+        if (!depthwise(g, groups) && !general(g, groups) && OC > conv::kSmallOC &&
+            conv::few_channel_forward_applies(g.C, OC, g.KH * g.KW))
+            return conv::few_channel_forward(out, inp, weight, bias, g, OC, relu, residual);
+        // Elsewhere the sum (and the ReLU) take a pass of their own over the output.
+        conv2d_forward(out, inp, weight, bias, g, OC, false, groups);
+        return add_forward(out, out, residual, (int64_t)g.N * g.OH * g.OW * OC, relu);
+    }
     if (depthwise(g, groups))
         return depthwise_conv2d_forward(out, inp, weight, bias, g, OC / g.C, relu);
     if (general(g, groups)) return conv::grouped_forward(out, inp, weight, bias, g, OC, relu, groups);

@@ -90,7 +90,7 @@ std::size_t fc_block_floats(const Window2d& g, int rows) {
 template <int L>
 __attribute__((always_inline)) inline void fc_forward_block_body(
         float* out, const float* x, int64_t rs, int rows, const float* wp, const float* biasp,
-        const Window2d& g, int OC, int OCp, bool relu) {
+        const Window2d& g, int OC, int OCp, bool relu, const float* res) {
     typedef typename FcVec<L>::V VecF;
     typedef typename FcVec<L>::VU VecFU;
     constexpr int kLanes = L, kFcNV = 2, kTile = kFcNV * L;
@@ -124,11 +124,16 @@ __attribute__((always_inline)) inline void fc_forward_block_body(
                     }
                 }
             }
-            if (relu)  // NaN passes (NaN < 0 is false), as relu_forward
+            const bool whole = np == kFcP && oc0 + kTile <= OC;
+            if (res && whole)  // the residual block's sum, before its ReLU
+                for (int i = 0; i < kFcP; ++i)
+                    for (int v = 0; v < kFcNV; ++v)
+                        acc[i][v] += *reinterpret_cast<const VecFU*>(res + (p0 + i) * OC + oc0 + v * kLanes);
+            if (relu && (whole || !res))  // NaN passes (NaN < 0 is false), as relu_forward
                 for (int i = 0; i < kFcP; ++i)
                     for (int v = 0; v < kFcNV; ++v) acc[i][v] = acc[i][v] < 0.f ? VecF{} : acc[i][v];
             float* o = out + p0 * OC + oc0;
-            if (np == kFcP && oc0 + kTile <= OC) {
+            if (whole) {
                 for (int i = 0; i < kFcP; ++i)
                     for (int v = 0; v < kFcNV; ++v)
                         *reinterpret_cast<VecFU*>(o + i * OC + v * kLanes) = acc[i][v];
@@ -138,8 +143,17 @@ __attribute__((always_inline)) inline void fc_forward_block_body(
                     for (int v = 0; v < kFcNV; ++v)
                         *reinterpret_cast<VecFU*>(t + i * kTile + v * kLanes) = acc[i][v];
                 const int nc = std::min(kTile, OC - oc0);
-                for (int i = 0; i < np; ++i)
-                    for (int j = 0; j < nc; ++j) o[i * OC + j] = t[i * kTile + j];
+                if (res && !whole) {  // the sum, then the ReLU, on the part inside
+                    const float* r = res + p0 * OC + oc0;
+                    for (int i = 0; i < np; ++i)
+                        for (int j = 0; j < nc; ++j) {
+                            const float v = t[i * kTile + j] + r[i * OC + j];
+                            o[i * OC + j] = relu && v < 0.f ? 0.f : v;
+                        }
+                } else {
+                    for (int i = 0; i < np; ++i)
+                        for (int j = 0; j < nc; ++j) o[i * OC + j] = t[i * kTile + j];
+                }
             }
         }
     }
@@ -210,8 +224,9 @@ __attribute__((always_inline)) inline void fc_dweight_block_body(
 // The bodies for the build's own instruction set (baseline on a portable build) and, where the
 // x86 micro-kernels are compiled, for AVX2+FMA, picked like the GEMM's by cpu::active_isa().
 void fc_forward_block_base(float* out, const float* x, int64_t rs, int rows, const float* wp,
-                           const float* biasp, const Window2d& g, int OC, int OCp, bool relu) {
-    fc_forward_block_body<kFcBaseLanes>(out, x, rs, rows, wp, biasp, g, OC, OCp, relu);
+                           const float* biasp, const Window2d& g, int OC, int OCp, bool relu,
+                           const float* res) {
+    fc_forward_block_body<kFcBaseLanes>(out, x, rs, rows, wp, biasp, g, OC, OCp, relu, res);
 }
 void fc_dweight_block_base(float* dwp, const float* x, int64_t rs, int rows, const float* d,
                            const Window2d& g, int OCp) {
@@ -221,8 +236,8 @@ void fc_dweight_block_base(float* dwp, const float* x, int64_t rs, int rows, con
 #define CNNKIT_FC_AVX2 1
 __attribute__((target("avx2,fma"))) void fc_forward_block_avx2(
         float* out, const float* x, int64_t rs, int rows, const float* wp, const float* biasp,
-        const Window2d& g, int OC, int OCp, bool relu) {
-    fc_forward_block_body<8>(out, x, rs, rows, wp, biasp, g, OC, OCp, relu);
+        const Window2d& g, int OC, int OCp, bool relu, const float* res) {
+    fc_forward_block_body<8>(out, x, rs, rows, wp, biasp, g, OC, OCp, relu, res);
 }
 __attribute__((target("avx2,fma"))) void fc_dweight_block_avx2(
         float* dwp, const float* x, int64_t rs, int rows, const float* d, const Window2d& g,
@@ -246,7 +261,7 @@ gemm::Buffer& tl_drow() { thread_local gemm::Buffer b; return b; }
 }  // namespace
 
 void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
-                         const Window2d& g, int OC, bool relu) {
+                         const Window2d& g, int OC, bool relu, const float* residual) {
     // inp is (N,H,W,C), weight is (KH,KW,C,OC), bias is (OC) or null, out is (N,OH,OW,OC)
     const int K = g.KH * g.KW * g.C, OCp = (int)gemm::round_up(OC, kFcOC);
     // Weights and bias padded with zero columns to whole register tiles (read by every thread).
@@ -274,15 +289,17 @@ void few_channel_forward(float* out, const float* inp, const float* weight, cons
         int64_t rs;
         float* buf = gemm::reserve(tl_strip(), block_len);
         const float* x = fc_block(inp, g, n, oh0, oh1, buf, &rs);
-        float* o = out + ((n * g.OH + oh0) * g.OW) * OC;
+        const int64_t first = ((n * g.OH + oh0) * g.OW) * OC;  // of the block's outputs
+        float* o = out + first;
+        const float* res = residual ? residual + first : nullptr;
 #ifdef CNNKIT_FC_AVX2
         if (avx2) {
-            fc_forward_block_avx2(o, x, rs, oh1 - oh0, wp, biasp, g, OC, OCp, relu);
+            fc_forward_block_avx2(o, x, rs, oh1 - oh0, wp, biasp, g, OC, OCp, relu, res);
             continue;
         }
 #endif
         (void)avx2;
-        fc_forward_block_base(o, x, rs, oh1 - oh0, wp, biasp, g, OC, OCp, relu);
+        fc_forward_block_base(o, x, rs, oh1 - oh0, wp, biasp, g, OC, OCp, relu, res);
     }
 }
 

@@ -70,8 +70,9 @@ void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* d
 
 // Few input channels (few_channel_*_applies): the forward pass and the weight gradient (either
 // may be null).
+// residual (N,OH,OW,OC) or null: added to each tile before the ReLU (cnnkit.h, conv2d_forward).
 void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
-                         const Window2d& g, int OC, bool relu);
+                         const Window2d& g, int OC, bool relu, const float* residual = nullptr);
 void few_channel_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
                              const Window2d& g, int OC);
 

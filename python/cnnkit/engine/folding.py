@@ -53,18 +53,46 @@ def _only_reader(steps, readers, number, output_numbers):
     return reading[0]
 
 
+def _residual_add(steps, readers, producers, i, number, output_numbers):
+    """(index of the Add step, index of the ReLU step after it or None, the Add's other input)
+    when tensor `number` (the output of the BatchNormalization folded into step i) is read only
+    by an Add of two inputs whose other input is computed before step i: a ResNet block's sum,
+    which Conv2D step i can then add in its kernel (conv2d_forward's residual). Else None."""
+    from ..layers.merging import Add
+    reading = readers.get(number, [])
+    if number in output_numbers or len(reading) != 1:
+        return None
+    a = reading[0]
+    step = steps[a]
+    if (type(step.layer) is not Add or not step.packed or len(step.inputs) != 2
+            or step.inputs.count(number) != 1 or step.training is True or step.is_model
+            or step.layer.activity_regularizer is not None):
+        return None
+    other = step.inputs[1] if step.inputs[0] == number else step.inputs[0]
+    if producers.get(other, -1) >= i:  # computed after the convolution: not yet there
+        return None
+    r = _only_reader(steps, readers, step.outputs[0], output_numbers)
+    relu = r is not None and _plain_relu(steps[r].layer) and \
+        steps[r].layer.activity_regularizer is None
+    return a, r if relu else None, other
+
+
 def find_folds(steps, output_numbers):
     """{index of a producer step: (index of the BatchNormalization step folded into it, index
-    of the ReLU step folded after it or None)}. The ReLU runs inside the producer's kernel as
-    its fused activation, so conv-BN-ReLU at inference is one kernel call."""
+    of the ReLU step folded after it or None, residual)}. The ReLU runs inside the producer's
+    kernel as its fused activation, so conv-BN-ReLU at inference is one kernel call. residual,
+    for a Conv2D whose BatchNormalization feeds a ResNet block's Add (and maybe its ReLU): the
+    (Add step, ReLU step or None, other input) of _residual_add, all in the same kernel call."""
     from ..layers.conv import Conv2D
     from ..layers.core import Dense
     from ..layers.depthwise_conv import DepthwiseConv2D
     from ..layers.normalization import BatchNormalization
-    readers = {}
+    readers, producers = {}, {}
     for i, step in enumerate(steps):
         for number in step.inputs:
             readers.setdefault(number, []).append(i)
+        for number in step.outputs:
+            producers[number] = i
     folds = {}
     for i, step in enumerate(steps):
         layer = step.layer
@@ -84,20 +112,31 @@ def find_folds(steps, output_numbers):
         k = _only_reader(steps, readers, steps[j].outputs[0], output_numbers)
         relu = k is not None and _plain_relu(steps[k].layer) and \
             steps[k].layer.activity_regularizer is None
-        folds[i] = (j, k if relu else None)
+        residual = None
+        if not relu and type(layer) is Conv2D:
+            residual = _residual_add(steps, readers, producers, i, steps[j].outputs[0],
+                                     output_numbers)
+        folds[i] = (j, k if relu else None, residual)
     return folds
 
 
-def folded_forward(producer, bn, call, x, relu=False):
-    """bn(producer(x)), then max(., 0) if relu, at inference in one kernel call, into the
-    producer's buffers; None when folding would cost more than it saves."""
+def folded_forward(producer, bn, call, x, relu=False, residual=None):
+    """bn(producer(x)) (+ residual, a Conv2D's only), then max(., 0) if relu, at inference in
+    one kernel call, into the producer's buffers; None when folding would cost more than it
+    saves, or the residual does not fit (another shape, Add broadcasting it)."""
     kernel = producer.kernel
     channels = len(bn.moving_mean)  # the producer's output channels
+    out_shape = producer.compute_output_shape((len(x),) + x.shape[1:])
     # math.prod, not np.prod: some 5 us a call on a tuple.
-    out_size = math.prod(producer.compute_output_shape((len(x),) + x.shape[1:]))
-    if out_size < kernel.size:
+    if math.prod(out_shape) < kernel.size:
         return None
     buffers = call.buffers(x.shape)
+    if residual is not None:
+        out = buffers("z", out_shape)
+        if (not isinstance(residual, np.ndarray) or residual.shape != out_shape
+                or residual.dtype != np.float32 or not residual.flags.c_contiguous
+                or (out is not None and np.may_share_memory(out, residual))):
+            return None
     # As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32;
     # kernel' = kernel * s along the output channels (a depthwise kernel (kh, kw, C, multiplier)
     # makes output channel c * multiplier + m: its last two axes), bias' = (bias - mean) * s +
@@ -108,4 +147,6 @@ def folded_forward(producer, bn, call, x, relu=False):
         float(np.float32(bn.epsilon)), kernel_out=buffers("fold_kernel", kernel.shape),
         bias_out=buffers("fold_bias", (channels,)), scale_out=buffers("fold_scale", (channels,)))
     call.buf = buffers
+    if residual is not None:
+        return producer._linear(x, k, b, buffers, relu=relu, residual=residual)
     return producer._linear(x, k, b, buffers, relu=relu)

@@ -208,16 +208,20 @@ class Graph:
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
             fold = folds.get(i)
             if fold is not None:
-                j, k = fold
-                y = folding.folded_forward(step.layer, steps[j].layer, child, x, k is not None)
+                j, k, res = fold
+                relu = k is not None or (res is not None and res[1] is not None)
+                y = folding.folded_forward(step.layer, steps[j].layer, child, x, relu,
+                                           None if res is None else values[res[2]])
                 if y is not None:
                     # The producer's and BatchNormalization's outputs are never read (a fold
                     # needs them read once, by the next folded step): they name the result.
                     values[step.outputs[0]] = values[steps[j].outputs[0]] = y
                     folded.add(j)
-                    if k is not None:
-                        values[steps[k].outputs[0]] = y
-                        folded.add(k)
+                    # So do the ReLU's, or the residual Add's and its ReLU's.
+                    for after in (k,) if res is None else res[:2]:
+                        if after is not None:
+                            values[steps[after].outputs[0]] = y
+                            folded.add(after)
                     continue
             relu = fusions.get(i)
             child.fused_relu = relu is not None

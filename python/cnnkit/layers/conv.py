@@ -153,13 +153,15 @@ class Conv2D(BaseConv):
         z = self._linear(x, self.kernel, self.bias, buffers, relu=self._fuses_relu)
         return self._activate(call, z, self._fuses_relu, buffers)
 
-    def _linear(self, x, kernel, bias, buffers, relu=False):
+    def _linear(self, x, kernel, bias, buffers, relu=False, residual=None):
         """The convolution of x with this kernel and bias (or others of their shapes: inference
-        folding passes a BatchNormalization's scaled copies), into buffers("z")."""
+        folding passes a BatchNormalization's scaled copies), into buffers("z"); residual: an
+        array of the output's shape added before the ReLU (a ResNet block's sum, folded)."""
         g = self._window(x.shape)
         return _core.conv2d_forward(x, kernel, bias, g.SH, g.SW, g.PT, g.PL, g.OH, g.OW,
                                     relu=relu, dh=g.DH, dw=g.DW, groups=self.groups,
-                                    out=buffers("z", (len(x), g.OH, g.OW, self.filters)))
+                                    out=buffers("z", (len(x), g.OH, g.OW, self.filters)),
+                                    residual=residual)
 
     def backward_from_logits(self, call, dz):
         x = call.x
