@@ -42,33 +42,6 @@ constexpr int kFcBaseLanes = 8;
 constexpr int kFcBaseLanes = 4;
 #endif
 
-// The input rows that output rows oh0 .. oh1-1 of image n read, columns ow*SW - PL .. for
-// ow < OW: either in place, or zero-padded into buf. Returns the block; *rs is its row stride.
-const float* fc_block(const float* inp, const Window2d& g, int64_t n, int oh0, int oh1, float* buf,
-                      int64_t* rs) {
-    const int ih0 = oh0 * g.SH - g.PT, nin = (oh1 - 1 - oh0) * g.SH + g.KH;
-    const int wp = (g.OW - 1) * g.SW + g.KW;  // columns the rows read
-    if (ih0 >= 0 && ih0 + nin <= g.H && g.PL == 0 && wp <= g.W) {
-        *rs = (int64_t)g.W * g.C;
-        return inp + ((n * g.H + ih0) * g.W) * g.C;
-    }
-    *rs = (int64_t)wp * g.C;
-    const int lo = std::min(wp, std::max(0, g.PL)), hi = std::max(lo, std::min(wp, g.W + g.PL));
-    for (int r = 0; r < nin; ++r) {
-        float* d = buf + r * *rs;
-        const int ih = ih0 + r;
-        if (ih < 0 || ih >= g.H) {
-            std::fill(d, d + *rs, 0.f);
-            continue;
-        }
-        std::fill(d, d + (int64_t)lo * g.C, 0.f);  // columns left of the image
-        std::memcpy(d + (int64_t)lo * g.C, inp + ((n * g.H + ih) * g.W + lo - g.PL) * g.C,
-                    sizeof(float) * (hi - lo) * g.C);
-        std::fill(d + (int64_t)hi * g.C, d + *rs, 0.f);  // right of it
-    }
-    return buf;
-}
-
 // Floats of input a block may hold: with the weights, it stays in L2.
 constexpr int64_t kFcBlockFloats = 32768;
 
@@ -260,6 +233,31 @@ gemm::Buffer& tl_drow() { thread_local gemm::Buffer b; return b; }
 
 }  // namespace
 
+const float* input_block(const float* inp, const Window2d& g, int64_t n, int oh0, int oh1,
+                         float* buf, int64_t* rs) {
+    const int ih0 = oh0 * g.SH - g.PT, nin = (oh1 - 1 - oh0) * g.SH + g.KH;
+    const int wp = (g.OW - 1) * g.SW + g.KW;  // columns the rows read
+    if (ih0 >= 0 && ih0 + nin <= g.H && g.PL == 0 && wp <= g.W) {
+        *rs = (int64_t)g.W * g.C;
+        return inp + ((n * g.H + ih0) * g.W) * g.C;
+    }
+    *rs = (int64_t)wp * g.C;
+    const int lo = std::min(wp, std::max(0, g.PL)), hi = std::max(lo, std::min(wp, g.W + g.PL));
+    for (int r = 0; r < nin; ++r) {
+        float* d = buf + r * *rs;
+        const int ih = ih0 + r;
+        if (ih < 0 || ih >= g.H) {
+            std::fill(d, d + *rs, 0.f);
+            continue;
+        }
+        std::fill(d, d + (int64_t)lo * g.C, 0.f);  // columns left of the image
+        std::memcpy(d + (int64_t)lo * g.C, inp + ((n * g.H + ih) * g.W + lo - g.PL) * g.C,
+                    sizeof(float) * (hi - lo) * g.C);
+        std::fill(d + (int64_t)hi * g.C, d + *rs, 0.f);  // right of it
+    }
+    return buf;
+}
+
 void few_channel_forward(float* out, const float* inp, const float* weight, const float* bias,
                          const Window2d& g, int OC, bool relu, const float* residual) {
     // inp is (N,H,W,C), weight is (KH,KW,C,OC), bias is (OC) or null, out is (N,OH,OW,OC)
@@ -288,7 +286,7 @@ void few_channel_forward(float* out, const float* inp, const float* weight, cons
         const int oh0 = (int)(task - n * per_img) * rows, oh1 = std::min(g.OH, oh0 + rows);
         int64_t rs;
         float* buf = gemm::reserve(tl_strip(), block_len);
-        const float* x = fc_block(inp, g, n, oh0, oh1, buf, &rs);
+        const float* x = input_block(inp, g, n, oh0, oh1, buf, &rs);
         const int64_t first = ((n * g.OH + oh0) * g.OW) * OC;  // of the block's outputs
         float* o = out + first;
         const float* res = residual ? residual + first : nullptr;
@@ -344,7 +342,7 @@ void few_channel_weight_grad(float* dweight, float* dbias, const float* dout, co
                 d = dpad;
             }
             int64_t rs;
-            const float* x = fc_block(inp, g, n, oh0, oh1, buf, &rs);
+            const float* x = input_block(inp, g, n, oh0, oh1, buf, &rs);
 #ifdef CNNKIT_FC_AVX2
             if (avx2) {
                 fc_dweight_block_avx2(dwp, x, rs, nb, d, g, OCp);

@@ -68,6 +68,14 @@ void small_oc_forward(float* out, const float* inp, const float* weight, const f
 void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const Window2d& g, int OC);
 
+// The input rows that output rows oh0 .. oh1-1 of image n read, columns ow*SW - PL .. for
+// ow < OW: in place when they lie inside the image (row stride W*C), else zero-padded into buf,
+// which holds ((oh1-oh0-1)*SH + KH) * ((OW-1)*SW + KW) * C floats. Returns the block; *rs is
+// its row stride. Output pixel (r, ow) of the block reads tap (dy, q) at (r*SH + dy)*rs +
+// ow*SW*C + q. (conv2d_few_channels.cpp; the small-OC weight gradient reads rows through it too.)
+const float* input_block(const float* inp, const Window2d& g, int64_t n, int oh0, int oh1,
+                         float* buf, int64_t* rs);
+
 // Few input channels (few_channel_*_applies): the forward pass and the weight gradient (either
 // may be null).
 // residual (N,OH,OW,OC) or null: added to each tile before the ReLU (cnnkit.h, conv2d_forward).

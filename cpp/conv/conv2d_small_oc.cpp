@@ -187,32 +187,6 @@ void small_oc_dweight_row(float* dwt, const float* x, int64_t rs, const float* d
     }
 }
 
-// The KH input rows that output row (n, oh) reads, columns ow*SW - PL .. for ow < OW, zero-padded
-// into buf (row stride *rs), or in place when the window stays inside the image.
-const float* small_oc_strip(const float* inp, const Window2d& g, int64_t n, int oh, float* buf,
-                            int64_t* rs) {
-    const int ih0 = oh * g.SH - g.PT, wp = (g.OW - 1) * g.SW + g.KW;
-    if (ih0 >= 0 && ih0 + g.KH <= g.H && g.PL == 0 && wp <= g.W) {
-        *rs = (int64_t)g.W * g.C;
-        return inp + ((n * g.H + ih0) * g.W) * g.C;
-    }
-    *rs = (int64_t)wp * g.C;
-    const int lo = std::min(wp, std::max(0, g.PL)), hi = std::max(lo, std::min(wp, g.W + g.PL));
-    for (int r = 0; r < g.KH; ++r) {
-        float* dst = buf + r * *rs;
-        const int ih = ih0 + r;
-        if (ih < 0 || ih >= g.H) {
-            std::fill(dst, dst + *rs, 0.f);
-            continue;
-        }
-        std::fill(dst, dst + (int64_t)lo * g.C, 0.f);
-        std::copy(inp + ((n * g.H + ih) * g.W + lo - g.PL) * g.C,
-                  inp + ((n * g.H + ih) * g.W + hi - g.PL) * g.C, dst + (int64_t)lo * g.C);
-        std::fill(dst + (int64_t)hi * g.C, dst + *rs, 0.f);
-    }
-    return buf;
-}
-
 template <int OC>
 void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                        const float* inp, const float* weight, const Window2d& g) {
@@ -240,7 +214,8 @@ void small_oc_backward(float* dinp, float* dweight, float* dbias, const float* d
                     for (int o = 0; o < OC; ++o) db[o] += d[ow * OC + o];
                 if (!dweight) continue;
                 int64_t rs;
-                const float* x = small_oc_strip(inp, g, n, (int)(row - n * g.OH), buf, &rs);
+                const int oh = (int)(row - n * g.OH);
+                const float* x = input_block(inp, g, n, oh, oh + 1, buf, &rs);
                 small_oc_dweight_row<OC>(dwt, x, rs, d, g);
             }
         }
