@@ -118,6 +118,13 @@ def c_array(x, dtype):
     return array if array.flags.aligned else array.copy()
 
 
+def kernel_ready(x):
+    """Whether the C++ kernels take x as it is (no copy, no conversion): a non-empty float32
+    ndarray, C-contiguous and aligned."""
+    return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+            and x.flags.aligned and x.size > 0)
+
+
 def float_array(x, name, ndim=None, dtype=np.float32, fn=None):
     """x as a C-contiguous array of `dtype`, converted once (no copy if it already is one).
 

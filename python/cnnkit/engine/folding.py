@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .. import _core
+from .._args import kernel_ready
 
 
 __all__ = ["ENABLED", "find_folds", "folded_forward"]
@@ -133,8 +134,7 @@ def folded_forward(producer, bn, call, x, relu=False, residual=None):
     buffers = call.buffers(x.shape)
     if residual is not None:
         out = buffers("z", out_shape)
-        if (not isinstance(residual, np.ndarray) or residual.shape != out_shape
-                or residual.dtype != np.float32 or not residual.flags.c_contiguous
+        if (not kernel_ready(residual) or residual.shape != out_shape
                 or (out is not None and np.may_share_memory(out, residual))):
             return None
     # As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32;

@@ -20,7 +20,7 @@ ReLU that is the only reader of a BatchNormalization's or an Add's output inside
 import numpy as np
 
 from .. import _core
-from .._args import shape_str
+from .._args import kernel_ready, shape_str
 from ..layers.base import STRUCTURE_VERSION
 from ..layers.call_state import CallState, Workspaces
 from . import folding, fusion
@@ -320,8 +320,7 @@ def _sum_into(a, b, out):
     """out = a + b (out may be a): the add kernel (multi-threaded; numpy's add is not, and a
     ResNet's residual gradients are sums of whole activations), numpy for anything else."""
     if (out is not None and a.shape == b.shape == out.shape
-            and all(x.dtype == np.float32 and x.flags.c_contiguous and x.size for x in (a, b, out))
-            and not np.may_share_memory(out, b)
+            and all(kernel_ready(x) for x in (a, b, out)) and not np.may_share_memory(out, b)
             and (out is a or not np.may_share_memory(out, a))):
         return _core.add_forward(a, b, out=out)
     return np.add(a, b, out=out)

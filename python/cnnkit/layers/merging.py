@@ -21,7 +21,7 @@ training step allocates no array; a gradient that needs no work is dy itself (or
 import numpy as np
 
 from .. import _core
-from .._args import shape_str
+from .._args import kernel_ready, shape_str
 from .base import Layer
 
 __all__ = ["Merge", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
@@ -34,12 +34,6 @@ def _new(buffers, name, shape, dtype=np.float32):
     the kernels below then always have an `out` of the full output shape."""
     out = buffers(name, shape, dtype)
     return np.empty(shape, dtype) if out is None else out
-
-
-def _kernel_ready(x):
-    """Whether the C++ kernels take x as it is: float32, C-contiguous, aligned, non-empty."""
-    return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
-            and x.flags.aligned and x.size > 0)
 
 
 def _is_size(d):
@@ -183,7 +177,7 @@ class Add(Merge):
 
     def forward(self, call, inputs, training=False):
         if (len(inputs) == 2 and inputs[0].shape == inputs[1].shape
-                and all(_kernel_ready(x) for x in inputs)):
+                and all(kernel_ready(x) for x in inputs)):
             # A ResNet block's sum: one multi-threaded pass, the fused ReLU in it (numpy's add is
             # single-threaded, and a ReLU pass after it reads and writes the output again).
             shape = self._prepare(call, inputs)
