@@ -30,9 +30,9 @@ from . import ops, reference  # noqa: E402
 # module loads on first use (PEP 562), so `import cnnkit` stays as quick as it was before the
 # model engine (see README, "Three ways to write a model"), and no optional package (matplotlib,
 # Pillow, ...) loads until a function needs it.
-_MODULES = ("activations", "applications", "callbacks", "datasets", "initializers", "layers",
-            "losses", "metrics", "mixed_precision", "models", "optimizers", "regularizers",
-            "utils")
+_MODULES = ("activations", "applications", "callbacks", "datasets", "distribute",
+            "initializers", "layers", "losses", "metrics", "mixed_precision", "models",
+            "optimizers", "regularizers", "utils")
 _NAMES = {"Input": "layers", "Model": "models", "Sequential": "models", "load_model": "models"}
 
 
@@ -63,7 +63,7 @@ def set_num_threads(n):
 __all__ = [
     "__version__", "ops", "reference", "openmp_enabled", "get_num_threads", "set_num_threads",
     "activations", "applications", "callbacks", "datasets", "initializers", "layers", "losses",
-    "metrics", "mixed_precision", "models", "optimizers", "regularizers", "utils", "Input",
-    "Model", "Sequential",
+    "distribute", "metrics", "mixed_precision", "models", "optimizers", "regularizers", "utils",
+    "Input", "Model", "Sequential",
     "load_model",
 ]

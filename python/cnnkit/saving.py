@@ -122,11 +122,23 @@ def _weights_arrays(model):
     return {f"weight_{i:04d}": w for i, w in enumerate(model.weights)}
 
 
+def _other_rank(model):
+    """Whether this process is a distributed model's rank other than 0, which writes no file
+    (cnnkit.distribute: rank 0 saves for all)."""
+    from .distribute import training
+    parallel = training.begin(model) if hasattr(model, "_distribution") else None
+    return parallel is not None and not parallel.chief
+
+
 def save_weights(model, filepath, overwrite=True):
+    if _other_rank(model):
+        return
     _write(filepath, _base_config(model, "weights"), _weights_arrays(model), overwrite)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
+    if _other_rank(model):
+        return
     config = _base_config(model, "model")
     arrays = _weights_arrays(model)
     config["state"] = model.get_state()

@@ -42,6 +42,8 @@ from . import metrics as metrics_module
 from . import data_adapters, optimizers, utils
 from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
+from .distribute import training as distributed
+from .distribute.strategy import distribution
 from .layers.base import TRAINABLE_VERSION
 from .layers.call_state import Workspaces
 
@@ -69,6 +71,9 @@ class Trainer:
         self._kept_weights = []            # the weights before the update, should it overflow
         self._grad_sums = {}               # a shared layer's summed weight gradients
         self._penalty_scratch = {}         # per regularized weight, for its penalty
+        self._parallel = None              # a distributed fit's ParallelFit, while it runs
+        # The cnnkit.distribute.DataParallel whose scope the model was made or compiled in
+        self._distribution = distribution()
 
     # ------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
@@ -102,6 +107,7 @@ class Trainer:
         self._loss_weights = loss_weights
         self._outputs_compiled = None
         self._metrics = None
+        self._distribution = distribution() or self._distribution
         self.compiled = True
 
     def _require(self, what):
@@ -437,7 +443,10 @@ class Trainer:
     def _penalties(self, state, regularized, grads=None):
         """The regularizers' share of the loss: the activity penalties of the last forward
         pass and each regularized weight's penalty, whose gradient joins grads (in place)."""
-        total = state.active.activity_loss
+        return state.active.activity_loss + self._weight_penalties(regularized, grads)
+
+    def _weight_penalties(self, regularized, grads=None):
+        total = 0.0
         scratch = self._penalty_scratch
         for w, reg, i in regularized:
             buf = scratch.get(id(w))
@@ -493,6 +502,47 @@ class Trainer:
             if finite:
                 finite = self._apply_keeping_finite(grads, weights)
             self._update_metrics(loss, ys, outs, sws)
+        return finite
+
+    def _train_batch_parallel(self, xs, ys, sws, batch):
+        """Distributed training's step (cnnkit.distribute): this rank's part of a global batch
+        of `batch` samples (xs None when it has none). The backward pass sums the gradients
+        over the ranks as it goes (GradientBuckets), each scaled by the rank's share of the
+        batch; the weights' penalties, the same on every rank, join the summed gradients; every
+        rank then applies the same update, or, on a non-finite global loss or gradient, none."""
+        parallel = self._parallel
+        with self._exclusive():
+            state = self._step_state(True)
+            plan = self._step_plan(state, len(self._build_shapes))
+            _, weights, sources, regularized = plan
+            graph = self._graph_for(True)
+            buckets = parallel.buckets(plan, graph, sources)
+            count = 0 if xs is None else len(xs[0])
+            parallel.scale = count / batch
+            if count:
+                outs = self._run(state, xs, True)
+                loss, douts = self._losses_and_grads(state, ys, outs, sws)
+                loss += state.active.activity_loss
+                buckets.begin(parallel.scale, loss)
+                active = state.active
+                active.after_step = buckets.after_step
+                try:
+                    self.backward(state, douts if len(douts) > 1 else douts[0], self._fused)
+                finally:
+                    active.after_step = None
+                total = buckets.finish("fit: the gradients' sum")
+            else:
+                parallel.idle_batch_norm(graph, True)
+                total = buckets.idle("fit: the gradients' sum")
+            grads = buckets.grads
+            penalty = self._weight_penalties(regularized, grads)
+            total += penalty
+            self._last_loss = total
+            finite = math.isfinite(total) and _core.all_finite(grads)
+            if finite:
+                finite = self._apply_keeping_finite(grads, weights)
+            if count:
+                self._update_metrics(loss + penalty, ys, outs, sws)
         return finite
 
     def _apply_keeping_finite(self, grads, weights):
@@ -553,8 +603,35 @@ class Trainer:
             validation_batch_size=None, validation_freq=1):
         """Trains for epochs - initial_epoch epochs; returns a History whose .history holds
         loss, the metrics, and val_ ones with validation data, a value per epoch. x (and
-        validation_data) may be arrays or a stream of batches (see cnnkit.data_adapters)."""
+        validation_data) may be arrays or a stream of batches (see cnnkit.data_adapters).
+        Under an MPI launcher with a cnnkit.distribute.DataParallel, the ranks train together
+        (batch_size is the global batch; see cnnkit.distribute)."""
         self._require("fit")
+        arguments = dict(
+            x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+            callbacks=callbacks, validation_split=validation_split,
+            validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+            sample_weight=sample_weight, initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+        return self._distributed(self._fit, arguments)
+
+    def _distributed(self, run, arguments):
+        """run(**arguments), on the ranks together when a distribution is in effect."""
+        parallel = None if self._parallel is not None else distributed.begin(self)
+        if parallel is None:
+            return run(**arguments)
+        self._parallel = parallel
+        try:
+            with parallel.running():
+                return run(**arguments)
+        finally:
+            self._parallel = None
+
+    def _fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+             validation_batch_size=None, validation_freq=1):
         if steps_per_epoch is not None:
             steps_per_epoch = _batch_size(steps_per_epoch, "fit", "steps_per_epoch")
         if validation_steps is not None:
@@ -612,11 +689,21 @@ class Trainer:
             batch_size = math.ceil(n / steps_per_epoch)  # Keras' ArrayDataAdapter
         num_batches = math.ceil(n / batch_size)
         steps = steps_per_epoch or num_batches
+        parallel = self._parallel
+        if parallel is not None:  # distributed: the ranks agree, only rank 0 writes
+            parallel.check_start(
+                "fit", data=(n, [a.shape[1:] for a in xs + ys],
+                             distributed.fingerprint(xs + ys)),
+                arguments=(batch_size, epochs, initial_epoch, shuffle, steps_per_epoch,
+                           validation_split, validation_freq, validation_batch_size))
+            callbacks, verbose = parallel.callbacks(callbacks), verbose if parallel.chief else 0
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps, in_fit=True)
         self.stop_training = False
         generator = self._shuffle_generator()
         cbs.on_train_begin()
+        if parallel is not None:
+            parallel.broadcast_state("fit")
         # BackupAndRestore restored a backup: resume at its epoch, skipping the batches done
         initial_epoch, first_step = getattr(self, "_resume_at", None) or (initial_epoch, 0)
         self._resume_at = None
@@ -641,9 +728,18 @@ class Trainer:
                 cbs.on_train_batch_begin(step)
                 batch = slice(seen * batch_size, (seen + 1) * batch_size)
                 seen += 1
-                finite = self._train_batch(self._batch(xs, order, batch, "x"),
-                                           self._batch(ys, order, batch, "y"),
-                                           self._batch_weights(sw, order, batch))
+                if parallel is not None:  # this rank's part of the global batch
+                    size = min(batch.stop, n) - batch.start
+                    start, stop = parallel.shard(size)
+                    part = slice(batch.start + start, batch.start + stop)
+                    finite = self._train_batch_parallel(
+                        *((self._batch(xs, order, part, "x"), self._batch(ys, order, part, "y"),
+                           self._batch_weights(sw, order, part)) if stop > start else
+                          (None, None, None)), size)
+                else:
+                    finite = self._train_batch(self._batch(xs, order, batch, "x"),
+                                               self._batch(ys, order, batch, "y"),
+                                               self._batch_weights(sw, order, batch))
                 logs = self._after_train_batch(finite, epoch, step, cbs)
                 if self.stop_training:
                     break
@@ -664,15 +760,22 @@ class Trainer:
             self._invalid_loss(f"fit: epoch {epoch + 1}, batch {step}")
             self.stop_training = True
         cbs.on_train_batch_end(step, logs)
+        if self._parallel is not None:  # a callback on one rank stops them all
+            self.stop_training = self._parallel.agree_stop(self.stop_training, step)
         return logs
 
     def _end_epoch(self, epoch, logs, val, validation_freq, cbs):
         """Validation (every validation_freq epochs), then the epoch's end: its logs."""
+        if self._parallel is not None:  # the epoch's loss and metrics over every rank
+            self._parallel.sync_metrics("fit: the epoch's metrics")
+            logs = self._logs() if logs else logs
         if val is not None and (epoch + 1) % validation_freq == 0:
             val_logs = val(cbs)
             if val_logs is not None:
                 logs = {**logs, **{"val_" + k: v for k, v in val_logs.items()}}
         cbs.on_epoch_end(epoch, logs)
+        if self._parallel is not None:
+            self.stop_training = self._parallel.agree_stop(self.stop_training, "epoch end")
         return logs
 
     def _end_fit(self, trained, logs, cbs):
@@ -778,16 +881,26 @@ class Trainer:
 
     def _fit_stream_epochs(self, stream, train, val, verbose, callbacks, epochs, initial_epoch,
                            validation_freq, class_weight):
+        parallel = self._parallel
+        if parallel is not None:  # distributed: the ranks agree, only rank 0 writes
+            parallel.check_start("fit", data=(stream.kind, train.steps),
+                                 arguments=(epochs, initial_epoch, train.steps_per_epoch,
+                                            validation_freq))
+            callbacks, verbose = parallel.callbacks(callbacks), verbose if parallel.chief else 0
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=train.steps, in_fit=True)
         self.stop_training = False
         cbs.on_train_begin()
+        if parallel is not None:
+            parallel.broadcast_state("fit")
         initial_epoch, first_step = getattr(self, "_resume_at", None) or (initial_epoch, 0)
         self._resume_at = None
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             batches = _started(train.epoch())
+            if batches is None and parallel is not None:
+                parallel.agree_batch(None, None, "fit", 0)  # an error unless none has a batch
             if batches is None:  # read to its end by the epochs before: nothing to train on
                 if epoch == initial_epoch:
                     raise ValueError(f"fit: x (a {stream.kind}) yielded no batches")
@@ -802,11 +915,20 @@ class Trainer:
                 if step < first_step:
                     continue  # a resumed epoch skips the batches done before the backup
                 cbs.on_train_batch_begin(step)
-                finite = self._train_batch(*self._stream_batch(batch, step, "fit", class_weight,
-                                                               reuse=True))
+                data = self._stream_batch(batch, step, "fit", class_weight, reuse=True)
+                if parallel is not None:  # this rank's part of the batch every rank read
+                    size = len(data[0][0])
+                    parallel.agree_batch(size, distributed.fingerprint(data[0] + data[1]),
+                                         "fit", step)
+                    finite = self._train_batch_parallel(
+                        *_part(data, *parallel.shard(size)), size)
+                else:
+                    finite = self._train_batch(*data)
                 logs = self._after_train_batch(finite, epoch, step, cbs)
                 if self.stop_training:
                     break
+            if parallel is not None:  # every rank's epoch ends at the same batch
+                parallel.agree_batch(None, None, "fit", step + 1)
             batches.close()  # ends the epoch (the PyDataset's on_epoch_end) after a break
             if train.ran_out:
                 warnings.warn(f"fit: your input ran out of data; interrupting the epoch after "
@@ -826,6 +948,9 @@ class Trainer:
         run.restart()  # as Keras: each evaluation starts a new pass (an iterator reads on)
         try:
             batches = _started(run.epoch())
+            parallel = self._parallel
+            if batches is None and parallel is not None:
+                parallel.agree_batch(None, None, fn, 0)  # an error unless none has a batch
             if batches is None:
                 if not in_fit:
                     raise ValueError(f"{fn}: x (a {run.stream.kind}) yielded no batches")
@@ -837,9 +962,20 @@ class Trainer:
             logs, step = {}, -1
             for step, batch in batches:
                 cbs.on_test_batch_begin(step)
-                self._test_batch(*self._stream_batch(batch, step, fn))
+                data = self._stream_batch(batch, step, fn)
+                if parallel is not None:  # this rank's part of the batch every rank read
+                    size = len(data[0][0])
+                    parallel.agree_batch(size, distributed.fingerprint(data[0] + data[1]),
+                                         fn, step)
+                    data = _part(data, *parallel.shard(size))
+                if data[0] is not None:
+                    self._test_batch(*data)
                 logs = self._logs()
                 cbs.on_test_batch_end(step, logs)
+            if parallel is not None:
+                parallel.agree_batch(None, None, fn, step + 1)
+                parallel.sync_metrics(f"{fn}: the metrics")
+                logs = self._logs()
             if run.ran_out:
                 warnings.warn(f"{fn}: your input ran out of data after {step + 1} of "
                               f"steps={run.steps_per_epoch} steps", UserWarning, stacklevel=4)
@@ -875,24 +1011,44 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluate and predict
     def _evaluate(self, xs, ys, sw, batch_size, cbs):
+        """The logs over arrays; distributed, each rank takes its part of every batch and the
+        metrics are summed over the ranks at the end."""
         self._reset_metrics()
-        steps = math.ceil(len(xs[0]) / batch_size)
+        n = len(xs[0])
+        steps = math.ceil(n / batch_size)
+        parallel = self._parallel
         cbs.on_test_begin()
         logs = {}
         for step in range(steps):
             cbs.on_test_batch_begin(step)
             batch = slice(step * batch_size, (step + 1) * batch_size)
-            self._test_batch([a[batch] for a in xs], [t[batch] for t in ys],
-                             _slice_weights(sw, batch))
+            if parallel is not None:
+                start, stop = parallel.shard(min(batch.stop, n) - batch.start)
+                batch = slice(batch.start + start, batch.start + stop)
+            if batch.stop > batch.start:
+                self._test_batch([a[batch] for a in xs], [t[batch] for t in ys],
+                                 _slice_weights(sw, batch))
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
+        if parallel is not None:
+            parallel.sync_metrics("evaluate: the metrics")
+            logs = self._logs()
         cbs.on_test_end(logs)
         return logs
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict."""
+        """The loss (and metrics) over x: loss, or [loss, *metrics], or a dict. Under a
+        distribution, the ranks split every batch and sum the metrics."""
         self._require("evaluate")
+        return self._distributed(self._evaluate_call, dict(
+            x=x, y=y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
+            steps=steps, callbacks=callbacks, return_dict=return_dict))
+
+    def _evaluate_call(self, x, y, batch_size, verbose, sample_weight, steps, callbacks,
+                       return_dict):
+        if self._parallel is not None and not self._parallel.chief:
+            verbose = 0
         if data_adapters.is_stream(x):
             verbose = _verbose(verbose, "evaluate")
             data_adapters.reject("evaluate", x, y=y, sample_weight=sample_weight)
@@ -1064,6 +1220,15 @@ def _batch_error(error, fn, index):
 
 
 # ---------------------------------------------------------------- argument checks
+
+def _part(data, start, stop):
+    """(xs, ys, sample weights) of samples start to stop of a batch; Nones when it is empty."""
+    if stop <= start:
+        return None, None, None
+    xs, ys, sws = data
+    part = slice(start, stop)
+    return [a[part] for a in xs], [t[part] for t in ys], _slice_weights(sws, part)
+
 
 def _slice_weights(sws, part):
     return None if sws is None else [None if w is None else w[part] for w in sws]

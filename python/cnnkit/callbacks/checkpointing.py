@@ -49,6 +49,7 @@ class ModelCheckpoint(MonitorCallback):
     save_freq) and the logs: 'ckpt_{epoch:02d}_{val_loss:.2f}.keras'. The files are cnnkit's
     own format whatever the extension (Keras' extensions are required so that Keras programs
     keep their names)."""
+    _chief_only = True  # distributed training: rank 0 alone runs it (cnnkit.distribute)
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
@@ -183,6 +184,7 @@ class BackupAndRestore(Callback):
     once its callbacks' on_train_begin have run (Keras' model._initial_epoch, with the batch).
     The file is read with cnnkit.saving's _read and _set_weights (the format's own checks).
     """
+    _chief_only = True  # distributed training: rank 0 alone runs it (cnnkit.distribute)
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):

@@ -33,6 +33,7 @@ def _cell(value):
 class CSVLogger(Callback):
     """CSVLogger(filename, separator=',', append=False): append=True continues an existing
     file (its header is written only when the file is new or empty)."""
+    _chief_only = True  # distributed training: rank 0 alone runs it (cnnkit.distribute)
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

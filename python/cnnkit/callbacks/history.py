@@ -112,6 +112,7 @@ class Progbar:
 class ProgbarLogger(Callback):
     """Prints 'Epoch 3/10' and a Progbar per epoch (fit), or one for evaluate/predict, as
     params['verbose'] asks: 1 the bar, 2 a line per epoch, 0 nothing."""
+    _chief_only = True  # distributed training: rank 0 alone runs it (cnnkit.distribute)
 
     def __init__(self):
         super().__init__()

@@ -27,7 +27,30 @@ def build_parser():
 
 
 def main(argv=None):
-    """Parses `argv` (default sys.argv[1:]), runs the command and returns its exit status."""
+    """Parses `argv` (default sys.argv[1:]), runs the command and returns its exit status.
+    Started by an MPI launcher (mpiexec -n N python -m cnnkit ...), the command runs
+    data-parallel on the N ranks (cnnkit.distribute), rank 0 alone printing and saving."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.run(args, parser)
+    from ..distribute import _launch
+    if _launch.launched_size() == 1:
+        return args.run(args, parser)
+    return _run_distributed(args, parser)
+
+
+def _run_distributed(args, parser):
+    import contextlib
+    import os
+    import sys
+
+    from .. import distribute
+    strategy = distribute.DataParallel()
+    with contextlib.ExitStack() as stack:
+        if strategy.rank != 0:  # rank 0 reports; the others' errors still reach stderr
+            quiet = stack.enter_context(open(os.devnull, "w"))
+            stack.enter_context(contextlib.redirect_stdout(quiet))
+        else:
+            print(f"Distributed over {strategy.num_replicas_in_sync} MPI ranks "
+                  "(cnnkit.distribute); the batch size is the global batch", file=sys.stdout)
+        with strategy.scope():
+            return args.run(args, parser)

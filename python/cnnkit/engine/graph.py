@@ -59,6 +59,7 @@ class GraphState(CallState):
         # The ReLU steps the last forward pass ran inside their producer (engine/fusion.py);
         # the backward pass hands their gradient straight to the producer.
         self.fused_relus = set()
+        self.after_step = None  # a hook called after each backward step (see Graph.backward)
 
     def sum_buffer(self, number, shape):
         if self.sums is None:
@@ -255,7 +256,13 @@ class Graph:
             self._add(gs, number, grad)
         add = self._add
         fused, children = gs.fused_relus, gs.children
-        for i in range(len(self.steps) - 1, -1, -1):
+        # after_step(i): step i's backward is done (distributed training starts summing the
+        # gradients it finished over the ranks: distribute/gradient_buckets.py)
+        after_step = gs.after_step
+        last = len(self.steps) - 1
+        for i in range(last, -1, -1):
+            if after_step is not None and i < last:
+                after_step(i + 1)
             step, child = self.steps[i], children[i]
             if i in fused:
                 # Ran inside its producer, which masks the gradient itself: the gradient of the
@@ -291,6 +298,8 @@ class Graph:
                     add(gs, number, g)
             else:
                 add(gs, step.inputs[0], dx)
+        if after_step is not None and self.steps:
+            after_step(0)
         return [grads[n] for n in self.input_numbers]
 
     def _add(self, gs, number, grad):

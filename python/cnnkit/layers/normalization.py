@@ -4,6 +4,8 @@ import numbers
 import numpy as np
 
 from .. import _core, initializers, regularizers
+from ..distribute import training as distributed
+from . import batchnorm_sync
 from ..ops.normalization import to_trailing, trailing
 from ..reference.normalization import norm_axes
 from .base import Layer, shape_str
@@ -77,7 +79,8 @@ class BatchNormalization(Layer):
         self.epsilon = _number(epsilon, "epsilon", who, 0.0, include_low=False)
         self.center = _flag(center, "center", who)
         self.scale = _flag(scale, "scale", who)
-        # One device: a synchronized batch is the local batch, so the flag changes nothing.
+        # Used in distributed training (cnnkit.distribute); on one process the batch is the
+        # whole batch, so the flag changes nothing.
         self.synchronized = _flag(synchronized, "synchronized", who)
         if renorm:
             raise NotImplementedError(f"{who}: renorm=True (batch renormalization) is not "
@@ -141,7 +144,12 @@ class BatchNormalization(Layer):
         # A ReLU fused after this call (engine/fusion.py): the kernel applies it as it stores y,
         # and the backward masks the gradient with y.
         relu = call.fused_relu
-        if train:
+        parallel = distributed.current() if train else None
+        call.parallel = parallel if parallel is not None and self._synchronizes(
+            train, parallel.sync_batch_norm) else None
+        if call.parallel is not None:  # the global batch's statistics, over the ranks
+            y = batchnorm_sync.forward(self, call, x, buffers, relu, call.parallel)
+        elif train:
             y, call.mean, _, call.invstd = _core.batchnorm_forward_train(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self._axis,
                 self.epsilon, self.momentum, relu, out=buffers("y", x.shape),
@@ -158,6 +166,10 @@ class BatchNormalization(Layer):
     def backward(self, call, dy):
         x, need_dx = call.x, call.need_dx
         c = self.moving_mean.shape[0]
+        if call.parallel is not None:
+            dx, dgamma, dbeta = batchnorm_sync.backward(self, call, dy, need_dx, call.parallel)
+            call.grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])
+            return dx
         grads = call.grad_buffers()
         dx, dgamma, dbeta = _core.batchnorm_backward(
             dy, x, call.mean, call.invstd, self.gamma, self._axis, call.train, call.relu_y,
@@ -166,6 +178,14 @@ class BatchNormalization(Layer):
             dgamma_out=grads("gamma", (c,)), dbeta_out=grads("beta", (c,)))
         call.grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])
         return dx
+
+    def _synchronizes(self, training, sync_all):
+        """Whether a call of this training mode uses the global batch's statistics (in
+        distributed training: batchnorm_sync.py)."""
+        return bool(training) and self.trainable and (self.synchronized or sync_all)
+
+    def _sync_idle(self, parallel, phase):
+        batchnorm_sync.idle(self, parallel, phase)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
