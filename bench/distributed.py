@@ -7,7 +7,9 @@ cores, for the seed CIFAR-10 CNN and ResNet-20, on random CIFAR-shaped data.
 A config RxT runs R ranks (under this environment's mpiexec when R > 1) of T threads each; the
 global batch is --batch whatever R is, so every config does the same work per step. Each run is
 a separate process (or job), the configs alternating round by round; a run times --steps
-training steps after 5 warm-up steps, from rank 0, and prints images per second. The table has
+training steps after 5 warm-up steps, from rank 0, and prints images per second and the share
+of that time rank 0 spent waiting on collectives (the gradient sums the backward pass did not
+hide, and the other rank's lateness). The table has
 the median of the rounds and each config's speed relative to the first config.
 
 Needs mpi4py and mpiexec (pip install 'cnnkit[mpi]') for R > 1.
@@ -53,14 +55,17 @@ def child(args):
         def on_train_batch_begin(self, batch, logs=None):
             if batch == WARMUP:
                 self.start = time.perf_counter()
+                self.waited = getattr(strategy.world, "wait_seconds", 0.0)
 
         def on_train_end(self, logs=None):
             self.seconds = time.perf_counter() - self.start
+            self.waited = getattr(strategy.world, "wait_seconds", 0.0) - self.waited
     timer = Timer()
     model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0, shuffle=False,
               callbacks=[timer])
     if distribute.rank() == 0:
         print(json.dumps({"images_per_s": args.steps * args.batch / timer.seconds,
+                          "waiting": timer.waited / timer.seconds,
                           "threads": cnnkit.get_num_threads(), "ranks": distribute.size()}))
 
 
@@ -77,7 +82,7 @@ def run(model, ranks, threads, args):
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ranks"] == ranks and result["threads"] == threads, result
-    return result["images_per_s"]
+    return result["images_per_s"], result["waiting"]
 
 
 def main():
@@ -97,17 +102,20 @@ def main():
     configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
     models = args.models.split(",")
     speeds = {(m, c): [] for m in models for c in configs}
+    waits = {(m, c): [] for m in models for c in configs}
     start = time.time()
     for round_ in range(args.repeats):
         for model in models:
             for ranks, threads in configs:
-                speed = run(model, ranks, threads, args)
+                speed, waiting = run(model, ranks, threads, args)
                 speeds[model, (ranks, threads)].append(speed)
+                waits[model, (ranks, threads)].append(waiting)
                 print(f"round {round_ + 1}: {model} {ranks} rank(s) x {threads} thread(s): "
-                      f"{speed:.0f} images/s", file=sys.stderr)
+                      f"{speed:.0f} images/s, {waiting:.1%} of the time waiting on "
+                      "collectives", file=sys.stderr)
     names = {"cnn": "seed CNN", "resnet": "ResNet-20"}
     header = ["model", "ranks x threads", "images/s (median)", "range", "vs " +
-              "x".join(map(str, configs[0]))]
+              "x".join(map(str, configs[0])), "rank 0 waiting on collectives"]
     rows = []
     for model in models:
         base = statistics.median(speeds[model, configs[0]])
@@ -115,7 +123,8 @@ def main():
             values = speeds[model, config]
             median = statistics.median(values)
             rows.append([names[model], f"{config[0]} x {config[1]}", f"{median:.0f}",
-                         f"{min(values):.0f}-{max(values):.0f}", f"{median / base:.2f}"])
+                         f"{min(values):.0f}-{max(values):.0f}", f"{median / base:.2f}",
+                         f"{statistics.median(waits[model, config]):.1%}"])
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

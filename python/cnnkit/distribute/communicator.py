@@ -46,6 +46,7 @@ class Communicator:
         self.grads, self.sync, self.ctrl = world.Dup(), world.Dup(), world.Dup()
         self.timeout = float(timeout)
         self.broken = False
+        self.wait_seconds = 0.0  # time spent waiting on collectives that were not yet done
         self._fault_buffer = bytearray(_MESSAGE_BYTES)
         self._fault = self.ctrl.Irecv([self._fault_buffer, MPI.BYTE], source=MPI.ANY_SOURCE,
                                       tag=_FAULT)
@@ -65,13 +66,16 @@ class Communicator:
             return
         start = time.monotonic()
         spins = 0
-        while not test_all(requests):
-            self._read_control()
-            spins += 1
-            if spins > 2000:  # after a few ms of spinning, poll every 50 us
-                time.sleep(5e-5)
-                if time.monotonic() - start > self.timeout:
-                    self._timed_out(what)
+        try:
+            while not test_all(requests):
+                self._read_control()
+                spins += 1
+                if spins > 2000:  # after a few ms of spinning, poll every 50 us
+                    time.sleep(5e-5)
+                    if time.monotonic() - start > self.timeout:
+                        self._timed_out(what)
+        finally:
+            self.wait_seconds += time.monotonic() - start
 
     def _read_control(self):
         status = self._status
