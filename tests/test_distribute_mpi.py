@@ -87,6 +87,11 @@ def test_n_ranks_train_as_one_process_with_the_global_batch(tmp_path, options):
         for key in ("loss", "accuracy"):
             np.testing.assert_allclose(log["history"][key], alone_log["history"][key],
                                        rtol=1e-5)
+            # evaluate splits the batches over the ranks and sums the metrics
+            np.testing.assert_allclose(log["evaluate"][key], alone_log["evaluate"][key],
+                                       rtol=1e-5)
+        assert "train_on_batch is not distributed" in log["train_on_batch"]
+        assert alone_log["train_on_batch"] is None
     assert not np.allclose(weights, trained(tmp_path, "short", None, *options,
                                             "--epochs", "1")[0])
 
@@ -157,13 +162,20 @@ def test_a_killed_rank_ends_the_job():
 
 
 def test_a_killed_rank_is_named_when_the_launcher_does_not_clean_up():
-    done, seconds = run_mpi(3, "faults.py", "kill", launcher_args=["-disable-auto-cleanup"],
-                            env={"CNNKIT_TEST_TIMEOUT": "2"})
-    lines = _lines(done)
-    assert done.returncode != 0 and seconds < 60
-    named = [lines[r] for r in (0, 2) if r in lines]
-    assert named, done.stdout + done.stderr
-    for line in named:
+    # With -disable-auto-cleanup the survivors run on: cnnkit's timeout finds the dead rank.
+    # MPICH itself sometimes notices the dead peer first and aborts the survivors (the job
+    # still ends); a run where a survivor reports is then looked for, up to 3 runs.
+    reports = []
+    for _ in range(3):
+        done, seconds = run_mpi(3, "faults.py", "kill", launcher_args=["-disable-auto-cleanup"],
+                                env={"CNNKIT_TEST_TIMEOUT": "2"})
+        assert done.returncode != 0 and seconds < 60
+        lines = _lines(done)
+        reports = [lines[r] for r in (0, 2) if r in lines]
+        if reports:
+            break
+    assert reports, done.stdout + done.stderr
+    for line in reports:
         assert "CollectiveTimeoutError" in line and "rank(s) 1 did not answer" in line
 
 

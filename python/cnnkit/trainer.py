@@ -1115,6 +1115,11 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One update on this batch; returns its loss (and metrics), as Keras."""
         self._require("train_on_batch")
+        if distributed.begin(self) is not None:  # each rank would update its own copy
+            raise NotImplementedError(
+                "train_on_batch is not distributed: under a cnnkit.distribute.DataParallel of "
+                "several ranks, train with fit (or call train_on_batch outside the scope, on "
+                "a model without the distribution)")
         xs, ys = self._prepare(x, y)
         sw = self._sample_weights_of(ys, sample_weight, class_weight, "train_on_batch")
         self._reset_metrics()

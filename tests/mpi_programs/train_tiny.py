@@ -70,7 +70,15 @@ try:
                         epochs=args.epochs, verbose=0, callbacks=callbacks)
 except KeyboardInterrupt:
     raise SystemExit(3)
+weights = np.concatenate([w.ravel() for w in model.weights])
+evaluated = model.evaluate(x, y, batch_size=args.batch, verbose=0, return_dict=True)
+try:
+    model.train_on_batch(x[:4], y[:4])
+    refused = None
+except NotImplementedError as error:
+    refused = str(error)
 if distribute.rank() == 0:
-    np.save(args.out + ".npy", np.concatenate([w.ravel() for w in model.weights]))
+    np.save(args.out + ".npy", weights)
     with open(args.out + ".json", "w") as f:
-        json.dump({"history": history.history, "size": distribute.size()}, f)
+        json.dump({"history": history.history, "size": distribute.size(),
+                   "evaluate": evaluated, "train_on_batch": refused}, f)

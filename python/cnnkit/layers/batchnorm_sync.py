@@ -32,33 +32,45 @@ def _view(x, axis):
     return x.reshape(outer, shape[axis], inner)
 
 
-def forward(layer, call, x, buffers, relu, parallel):
-    world, axis = parallel.world, layer._axis
+def _global_statistics(layer, xv, world):
+    """(mean, biased variance, count) of each channel over every rank's batch (float64);
+    xv None: this rank has no samples (it adds zeros)."""
     c = layer.moving_mean.shape[0]
-    xv = _view(x, axis)
-    sums = np.empty(c + 1, np.float64)
-    sums[:c] = xv.sum(axis=(0, 2), dtype=np.float64)
-    sums[c] = xv.shape[0] * xv.shape[2]
+    sums = np.zeros(c + 1, np.float64)
+    if xv is not None:
+        sums[:c] = xv.sum(axis=(0, 2), dtype=np.float64)
+        sums[c] = xv.shape[0] * xv.shape[2]
     world.allreduce(sums, f'BatchNormalization "{layer.name}": the batch mean')
     count = sums[c]
     mean = sums[:c] / max(count, 1.0)
-    deviations = xv - mean[None, :, None]
-    squares = np.einsum("ocI,ocI->c", deviations, deviations, dtype=np.float64) \
-        if xv.size else np.zeros(c)
+    squares = np.zeros(c, np.float64)
+    if xv is not None and xv.size:
+        deviations = xv - mean[None, :, None]
+        squares = np.einsum("ocI,ocI->c", deviations, deviations, dtype=np.float64)
     world.allreduce(squares, f'BatchNormalization "{layer.name}": the batch variance')
-    var = squares / max(count, 1.0)
+    return mean, squares / max(count, 1.0), count
+
+
+def _update_moving(layer, mean, var):
+    """moving = moving * momentum + batch * (1 - momentum), in float32 as the C++ kernel."""
+    momentum = np.float32(layer.momentum)
+    for moving, batch in ((layer.moving_mean, mean), (layer.moving_variance, var)):
+        moving *= momentum
+        moving += np.asarray(batch, np.float32) * (np.float32(1) - momentum)
+
+
+def forward(layer, call, x, buffers, relu, parallel):
+    axis = layer._axis
+    c = layer.moving_mean.shape[0]
+    mean, var, call.count = _global_statistics(layer, _view(x, axis), parallel.world)
     call.mean = buffers("mean", (c,))
     call.mean[...] = mean
     var32 = buffers("var", (c,))
     var32[...] = var
-    call.count = count
     y, call.invstd = _core.batchnorm_forward_infer(
         x, layer.gamma, layer.beta, call.mean, var32, axis, layer.epsilon, relu,
         out=buffers("y", x.shape), invstd_out=buffers("invstd", (c,)))
-    momentum = np.float32(layer.momentum)
-    for moving, batch in ((layer.moving_mean, call.mean), (layer.moving_variance, var32)):
-        moving *= momentum
-        moving += batch * (np.float32(1) - momentum)
+    _update_moving(layer, call.mean, var32)
     return y
 
 
@@ -87,10 +99,12 @@ def backward(layer, call, dy, need_dx, parallel):
 
 
 def idle(layer, parallel, phase):
-    c = layer.moving_mean.shape[0]
-    world = parallel.world
+    """A rank without samples: zeros to the sums, and the moving statistics updated with the
+    global ones as on every other rank."""
     if phase == "forward":
-        world.allreduce(np.zeros(c + 1), f'BatchNormalization "{layer.name}": the batch mean')
-        world.allreduce(np.zeros(c), f'BatchNormalization "{layer.name}": the batch variance')
+        mean, var, _ = _global_statistics(layer, None, parallel.world)
+        _update_moving(layer, mean, var)
     else:
-        world.allreduce(np.zeros(2 * c), f'BatchNormalization "{layer.name}": the gradient sums')
+        c = layer.moving_mean.shape[0]
+        parallel.world.allreduce(np.zeros(2 * c),
+                                 f'BatchNormalization "{layer.name}": the gradient sums')
