@@ -226,3 +226,24 @@ def test_train_cifar10_runs_under_mpiexec(tmp_path):
     import cnnkit
     model = cnnkit.models.load_model(saved)
     assert model.count_params() > 0
+
+
+def test_train_images_runs_under_mpiexec(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / name / f"{i}.png")
+    saved = tmp_path / "images.cnnkit"
+    command = [_mpiexec(), "-n", "2", sys.executable, "-m", "cnnkit", "train-images",
+               str(tmp_path / "images"), "--image-size", "16", "--epochs", "1",
+               "--batch-size", "6", "--save", str(saved)]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (PYTHON_DIR, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=environment)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("Saved the model") == 1
+    assert saved.exists() and (tmp_path / "images.cnnkit.classes.json").exists()

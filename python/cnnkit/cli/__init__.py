@@ -46,9 +46,13 @@ def _run_distributed(args, parser):
     from .. import distribute
     strategy = distribute.DataParallel()
     with contextlib.ExitStack() as stack:
-        if strategy.rank != 0:  # rank 0 reports; the others' errors still reach stderr
+        if strategy.rank != 0:  # rank 0 reports and writes; the others' errors reach stderr
             quiet = stack.enter_context(open(os.devnull, "w"))
             stack.enter_context(contextlib.redirect_stdout(quiet))
+            args.no_save = True
+            for option in ("plot", "samples"):
+                if getattr(args, option, None):
+                    setattr(args, option, None)
         else:
             print(f"Distributed over {strategy.num_replicas_in_sync} MPI ranks "
                   "(cnnkit.distribute); the batch size is the global batch", file=sys.stdout)
