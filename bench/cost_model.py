@@ -25,6 +25,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _tables import print_table  # noqa: E402
+
 BANDWIDTHS = (10, 25, 100)  # Gb/s
 MACHINES = (2, 4, 8, 16, 32, 64)
 BUCKET_BYTES = 512 * 1024   # DataParallel's default
@@ -32,7 +35,6 @@ BUCKET_BYTES = 512 * 1024   # DataParallel's default
 
 def build(name):
     import cnnkit
-    sys.path.insert(0, HERE)
     from _models import resnet20
     if name == "cnn":
         return cnnkit.applications.classic_cnn()
@@ -95,14 +97,7 @@ def main():
                          f"{gbps} Gb/s"] + cells)
     header = ["model", "parameters", "allreduced per step", "compute per step", "network"] + \
         [f"N={n}" for n in MACHINES]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * 5 + "--:|" * len(MACHINES))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        for row in [header] + rows:
-            print("  ".join(row))
+    print_table(header, rows, args.markdown, numeric_from=5)
     print(f"(each cell: allreduce time, predicted efficiency with overlap (without); batch "
           f"{args.batch} per machine, latency {args.latency_us:g} us per hop, backward "
           f"{args.backward:.0%} of a step)")

@@ -24,6 +24,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _tables import print_table  # noqa: E402
+
 WARMUP = 5
 
 
@@ -33,7 +36,6 @@ def child(args):
     import cnnkit
     from cnnkit import distribute
     from cnnkit.callbacks import Callback
-    sys.path.insert(0, HERE)
     from _models import resnet20
 
     if distribute.size() == 1:
@@ -125,14 +127,7 @@ def main():
             rows.append([names[model], f"{config[0]} x {config[1]}", f"{median:.0f}",
                          f"{min(values):.0f}-{max(values):.0f}", f"{median / base:.2f}",
                          f"{statistics.median(waits[model, config]):.1%}"])
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        for row in [header] + rows:
-            print("  ".join(f"{c:>18}" for c in row))
+    print_table(header, rows, args.markdown, numeric_from=2)
     print(f"(global batch {args.batch}, {args.steps} timed steps a run, {args.repeats} rounds, "
           f"{time.time() - start:.0f} s)")
 

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _tables import print_table  # noqa: E402
+
 BASE_BATCH, BASE_RATE = 64, 1e-3
 CONFIGS = [  # name, ranks (None: the --ranks value), global batch factor, rate factor, warm-up
     ("1 process, batch 64, rate 1e-3", 1, 1, 1, False),
@@ -92,14 +95,7 @@ def main():
                     [f"{result['seconds']:.0f}"])
         print(name, rows[-1][1:], file=sys.stderr)
     header = ["config"] + [f"epoch {e + 1}" for e in range(args.epochs)] + ["seconds"]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" + "--:|" * (len(header) - 1))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        for row in [header] + rows:
-            print("  ".join(row))
+    print_table(header, rows, args.markdown, numeric_from=1)
 
 
 if __name__ == "__main__":
