@@ -40,7 +40,7 @@ def child(args):
 
     if distribute.size() == 1:
         cnnkit.set_num_threads(args.threads)
-    strategy = distribute.DataParallel()
+    strategy = distribute.DataParallel(bucket_bytes=args.bucket_bytes)
     with strategy.scope():
         if args.child == "cnn":
             model = cnnkit.applications.classic_cnn()
@@ -73,7 +73,8 @@ def child(args):
 
 def run(model, ranks, threads, args):
     command = [sys.executable, os.path.abspath(__file__), "--child", model, "--threads",
-               str(threads), "--batch", str(args.batch), "--steps", str(args.steps)]
+               str(threads), "--batch", str(args.batch), "--steps", str(args.steps),
+               "--bucket-bytes", str(args.bucket_bytes)]
     if ranks > 1:
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
         command = [mpiexec if os.path.exists(mpiexec) else shutil.which("mpiexec"), "-n",
@@ -97,6 +98,9 @@ def main():
     parser.add_argument("--batch", type=int, default=64, help="the global batch (default 64)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bucket-bytes", type=int, default=512 * 1024,
+                        help="DataParallel's bucket size (default 512 KiB; a size larger than "
+                             "the model makes one bucket, summed after the backward pass)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.child:
@@ -128,7 +132,8 @@ def main():
                          f"{min(values):.0f}-{max(values):.0f}", f"{median / base:.2f}",
                          f"{statistics.median(waits[model, config]):.1%}"])
     print_table(header, rows, args.markdown, numeric_from=2)
-    print(f"(global batch {args.batch}, {args.steps} timed steps a run, {args.repeats} rounds, "
+    print(f"(global batch {args.batch}, buckets of {args.bucket_bytes} bytes, {args.steps} "
+          f"timed steps a run, {args.repeats} rounds, "
           f"{time.time() - start:.0f} s)")
 
 

@@ -16,7 +16,9 @@ from cnnkit.distribute.gradient_buckets import GradientBuckets
 from cnnkit.distribute.metric_sync import sum_metric_states
 from cnnkit.utils import set_random_seed
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# The folder of the cnnkit these tests import (the installed one, or the source tree's with
+# its built module): the child processes must run the same one.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(cnnkit.__file__)))
 
 
 def run_python(code, env=None):

@@ -8,8 +8,8 @@ mpi4py or mpiexec is not installed, except where CNNKIT_REQUIRE_MPI=1 (CI) makes
 - faults: a rank that raises, is killed, hangs or loses its data makes every other rank stop
   with an error naming it, within the timeout; ranks of another model or cnnkit version are
   refused at the start;
-- resume: a BackupAndRestore backup written by 2 ranks resumes on 4 ranks, or on one process,
-  where the backup stopped;
+- resume: a BackupAndRestore backup written by 2 ranks resumes on 2 or 4 ranks, or on one
+  process, where the backup stopped;
 - the command line: `python -m cnnkit train-cifar10` under mpiexec.
 """
 import json
@@ -23,8 +23,12 @@ import time
 import numpy as np
 import pytest
 
+import cnnkit
+
 PROGRAMS = os.path.join(os.path.dirname(__file__), "mpi_programs")
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# The folder of the cnnkit these tests import (the installed one, or the source tree's with
+# its built module): the child processes must run the same one.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(cnnkit.__file__)))
 
 
 def _mpiexec():
@@ -194,7 +198,7 @@ def test_ranks_that_differ_are_refused_at_the_start(kind, what):
         assert what in lines[rank], lines[rank]
 
 
-@pytest.mark.parametrize("resume_on", [4, None], ids=["4-ranks", "one-process"])
+@pytest.mark.parametrize("resume_on", [2, 4, None], ids=["2-ranks", "4-ranks", "one-process"])
 def test_a_backup_of_two_ranks_resumes_elsewhere_exactly(tmp_path, resume_on):
     whole, whole_log = trained(tmp_path, "whole", None, "--epochs", "3")
     backup = str(tmp_path / "backup")
