@@ -83,6 +83,7 @@ class Optimizer:
         self._slots = None       # per parameter: one array per slot (then the EMA, if used)
         self._params = None      # the list built on, to check later calls against
         self._no_decay = set()   # ids of parameters excluded from weight decay
+        self._rate_factors = {}  # id of a parameter -> (its learning-rate, weight-decay factor)
 
     # ------------------------------------------------------------ learning rate
 
@@ -159,6 +160,25 @@ class Optimizer:
                                       "parameters are arrays without names; pass var_list")
         self._no_decay = {id(v) for v in (var_list or [])}
 
+    def set_learning_rate_multiplier(self, var_list, multiplier, keep_weight_decay=False):
+        """These parameters (by identity) learn with `multiplier` times the learning rate (as
+        a PyTorch parameter group's own lr); a cnnkit addition, Keras has none. The decoupled
+        weight decay step (learning rate x weight_decay) grows with it, unless
+        keep_weight_decay=True, which divides their weight decay by the multiplier (airbench's
+        64x rate on batch-norm biases keeps their decay step). Before or after the first
+        update; a later call for the same parameter replaces its multiplier."""
+        fn = f"{type(self).__name__}.set_learning_rate_multiplier"
+        multiplier = _args.real_number(multiplier, "multiplier", fn, low=0.0)
+        keep = _args.flag(keep_weight_decay, "keep_weight_decay", fn)
+        if multiplier == 0 and keep:
+            raise ValueError(f"{fn}: keep_weight_decay=True needs a multiplier > 0")
+        for variable in var_list:
+            if not isinstance(variable, np.ndarray):
+                raise TypeError(f"{fn}: var_list must hold the model's weight arrays, got a "
+                                f"{type(variable).__name__}")
+            self._rate_factors[id(variable)] = (
+                float(multiplier), 1.0 / multiplier if keep else 1.0)
+
     # ------------------------------------------------------------ update
 
     def apply(self, grads, trainable_variables=None):
@@ -182,13 +202,18 @@ class Optimizer:
         clipvalue = self.clipvalue or 0.0
         decay = self.weight_decay or 0.0
         self._before_step()
+        factors = self._rate_factors
         for param, grad, slots in zip(params, grads, self._slots):
             if self.clipnorm:
                 scale = clipnorm_scale(_core.sum_squares([grad]), self.clipnorm)
             ema = slots[-1] if self.use_ema else None
-            self._update(param, grad, slots, learning_rate=lr, clipvalue=clipvalue,
-                         grad_scale=scale, ema=ema, ema_momentum=ema_momentum,
-                         weight_decay=0.0 if id(param) in self._no_decay else decay)
+            rate_factor, decay_factor = factors.get(id(param), (1.0, 1.0)) if factors else \
+                (1.0, 1.0)
+            self._update(param, grad, slots, learning_rate=lr * rate_factor,
+                         clipvalue=clipvalue, grad_scale=scale, ema=ema,
+                         ema_momentum=ema_momentum,
+                         weight_decay=0.0 if id(param) in self._no_decay else
+                         decay * decay_factor)
         if self.use_ema and self.ema_overwrite_frequency and (
                 (self.iterations + 1) % self.ema_overwrite_frequency == 0):
             self._overwrite_with_average(params)
