@@ -10,13 +10,14 @@ import numpy as np
 
 # Image helpers import Pillow lazily, on first use: `import cnnkit` needs only NumPy.
 from .dataset import Dataset
+from .flip_translate import FlipTranslateBatches
 from .image_dataset import image_dataset_from_directory
 from .image_utils import array_to_img, img_to_array, load_img, save_img
 from .py_dataset import PyDataset, Sequence
 
 __all__ = ["to_categorical", "set_random_seed", "PyDataset", "Sequence", "Dataset",
            "image_dataset_from_directory", "load_img", "img_to_array", "array_to_img",
-           "save_img"]
+           "save_img", "FlipTranslateBatches"]
 
 _generator = np.random.default_rng()
 
