@@ -33,33 +33,39 @@ WIDTHS = (64, 256, 256)
 
 
 def airbench94(widths=WIDTHS, batchnorm_momentum=0.4, batchnorm_epsilon=1e-12,
-               input_shape=(32, 32, 3), classes=10, name="airbench94"):
+               input_shape=(32, 32, 3), classes=10, kernel_regularizer=None,
+               beta_regularizer=None, whiten_bias_regularizer=None, name="airbench94"):
     """The network, uncompiled, with its whitening kernel zero (patch_whitening_kernel sets
     it from the data) and its convolutions identity-initialised. batchnorm_momentum is Keras'
-    (the moving statistics keep this share): airbench's PyTorch momentum 0.6 is Keras' 0.4."""
+    (the moving statistics keep this share): airbench's PyTorch momentum 0.6 is Keras' 0.4.
+    The regularizers (speedrun.py's weight decay) go on the 3x3 and head kernels, the
+    normalizations' biases and the whitening bias."""
     # PyTorch's default initialisation (uniform, bound 1/sqrt(fan_in)), as airbench has
     default = initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform")
 
     def norm(x, label):
         return L.BatchNormalization(momentum=batchnorm_momentum, epsilon=batchnorm_epsilon,
-                                    scale=False, name=label)(x)
+                                    scale=False, beta_regularizer=beta_regularizer,
+                                    name=label)(x)
 
     inputs = Input(input_shape)
     channels = input_shape[-1]
     x = L.Conv2D(2 * 4 * channels, 2, padding="valid", kernel_initializer="zeros",
-                 bias_initializer="zeros", name="whiten")(inputs)
+                 bias_initializer="zeros", bias_regularizer=whiten_bias_regularizer,
+                 name="whiten")(inputs)
     x = L.Activation("gelu", name="whiten_gelu")(x)
     for i, width in enumerate(widths, start=1):
         x = L.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=default,
-                     name=f"block{i}_conv1")(x)
+                     kernel_regularizer=kernel_regularizer, name=f"block{i}_conv1")(x)
         x = L.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = L.Activation("gelu", name=f"block{i}_gelu1")(norm(x, f"block{i}_norm1"))
         x = L.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=default,
-                     name=f"block{i}_conv2")(x)
+                     kernel_regularizer=kernel_regularizer, name=f"block{i}_conv2")(x)
         x = L.Activation("gelu", name=f"block{i}_gelu2")(norm(x, f"block{i}_norm2"))
     x = L.MaxPooling2D(3, name="head_pool")(x)
     x = L.Flatten(name="flatten")(x)
-    x = L.Dense(classes, use_bias=False, kernel_initializer=default, name="head")(x)
+    x = L.Dense(classes, use_bias=False, kernel_initializer=default,
+                kernel_regularizer=kernel_regularizer, name="head")(x)
     outputs = L.Rescaling(1 / 9, name="head_scale")(x)
     model = Functional(inputs, outputs, name=name)
     identity_initialise(model)
