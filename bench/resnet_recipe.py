@@ -29,28 +29,17 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import cpu_name  # noqa: E402
 from _models import resnet20, torch_models  # noqa: E402
 
 TRANSLATE = 0.125  # of the image size, each way
 MOMENTUM = 0.9
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load(train_samples):
