@@ -186,7 +186,8 @@ def test_a_killed_rank_is_named_when_the_launcher_does_not_clean_up():
 @pytest.mark.parametrize("kind, what", [
     ("other-model", "model: rank 0 has layer 0 Conv2D [(3, 3, 3, 4), (4,)], rank 1 has layer "
                     "0 Conv2D [(3, 3, 3, 5), (5,)]"),
-    ("other-version", "cnnkit version: rank 0 has '0.1.0', rank 1 has '0.0.0-other'")])
+    ("other-version", "cnnkit version: rank 0 has '0.1.0', rank 1 has '0.0.0-other'"),
+    ("other-validation", "validation_data: rank 0 has (20, ")])
 def test_ranks_that_differ_are_refused_at_the_start(kind, what):
     import cnnkit
     done, _ = run_mpi(2, "faults.py", kind)
@@ -196,6 +197,8 @@ def test_ranks_that_differ_are_refused_at_the_start(kind, what):
     for rank in (0, 1):
         assert "ValueError" in lines[rank] and "refuses to start" in lines[rank]
         assert what in lines[rank], lines[rank]
+    if kind == "other-validation":
+        assert "rank 1 has (30, " in lines[0]
 
 
 @pytest.mark.parametrize("resume_on", [2, 4, None], ids=["2-ranks", "4-ranks", "one-process"])

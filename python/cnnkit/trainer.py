@@ -694,6 +694,7 @@ class Trainer:
             parallel.check_start(
                 "fit", data=(n, [a.shape[1:] for a in xs + ys],
                              distributed.fingerprint(xs + ys)),
+                validation_data=distributed.describe(validation_data),
                 arguments=(batch_size, epochs, initial_epoch, shuffle, steps_per_epoch,
                            validation_split, validation_freq, validation_batch_size))
             callbacks, verbose = parallel.callbacks(callbacks), verbose if parallel.chief else 0
@@ -875,15 +876,17 @@ class Trainer:
                 validation_data, validation_steps,
                 validation_batch_size or _batch_size(batch_size, "fit"))
             return self._fit_stream_epochs(stream, train, val, verbose, callbacks, epochs,
-                                           initial_epoch, validation_freq, class_weight)
+                                           initial_epoch, validation_freq, class_weight,
+                                           validation_data)
         finally:
             stream.close()
 
     def _fit_stream_epochs(self, stream, train, val, verbose, callbacks, epochs, initial_epoch,
-                           validation_freq, class_weight):
+                           validation_freq, class_weight, val_data=None):
         parallel = self._parallel
         if parallel is not None:  # distributed: the ranks agree, only rank 0 writes
             parallel.check_start("fit", data=(stream.kind, train.steps),
+                                 validation_data=distributed.describe(val_data),
                                  arguments=(epochs, initial_epoch, train.steps_per_epoch,
                                             validation_freq))
             callbacks, verbose = parallel.callbacks(callbacks), verbose if parallel.chief else 0

@@ -192,6 +192,21 @@ def fingerprint(arrays):
     return crc
 
 
+def describe(data):
+    """What check_start compares of fit's validation_data: None, a stream's kind, or the
+    arrays' sample count and fingerprint."""
+    from ..data_adapters import is_stream, kind_of
+    if data is None:
+        return None
+    if is_stream(data):
+        return ("stream", kind_of(data))
+    try:
+        parts = [np.asarray(part) for part in tuple(data)[:2]]
+    except (TypeError, ValueError):  # several inputs: a list of arrays of other shapes
+        return ("arrays", len(data))
+    return (len(parts[0]) if parts and parts[0].ndim else 0, fingerprint(parts))
+
+
 def _broadcast_arrays(world, arrays, what):
     if not arrays:
         return
