@@ -286,6 +286,12 @@ void adopt_num_threads();
 const char* simd_isa();
 bool set_simd_isa(const char* name);
 
+// Whether 3x3 stride-1 convolutions take Winograd's F(2x2, 3x3) where it measured faster
+// (conv/conv2d_winograd.cpp: 24+ channels, 7x7+ images); on by default, off to compare it with
+// the direct paths.
+void set_winograd(bool enabled);
+bool winograd_enabled();
+
 }  // namespace cnnkit
 
 // Newer op families declare their kernels in a header each, under the same conventions.

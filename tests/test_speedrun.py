@@ -32,7 +32,9 @@ def test_a_few_steps_of_the_recipe(monkeypatch):
     assert report["total_seconds"] > report["train_seconds"] > 0
     bias = seen["bias"]
     assert np.abs(bias[0]).max() > 0  # trained in epoch 1
-    np.testing.assert_array_equal(bias[1], bias[2])  # frozen from epoch 2 on
+    # Frozen from epoch 2 on: no update. Lookahead still averages it with itself,
+    # decay * b + (1 - decay) * b, which float32 rounds by up to an ulp or so.
+    np.testing.assert_allclose(bias[1], bias[2], rtol=1e-6, atol=0)
     kernel = model.get_layer("whiten").kernel
     normalised = recipe_module.normalise(x[:100])
     np.testing.assert_allclose(  # the whitening kernel never moved

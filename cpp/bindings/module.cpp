@@ -56,4 +56,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("simd_isa", &cnnkit::simd_isa, "The instruction set of the matrix micro-kernels.");
     m.def("set_simd_isa", &set_simd_isa, "name"_a,
           "Chooses the micro-kernels' instruction set: 'generic', 'avx2' or 'avx512'.");
+    m.def("winograd_enabled", &cnnkit::winograd_enabled,
+          "Whether 3x3 stride-1 convolutions (24+ channels, 7x7+ images) take Winograd's F(2x2, 3x3).");
+    m.def("set_winograd", &cnnkit::set_winograd, "enabled"_a,
+          "Turns Winograd's F(2x2, 3x3) on (the default) or off, to compare it with the direct paths.");
 }

@@ -6,6 +6,9 @@
 //   conv2d_small_oc.cpp      OC <= 4: direct dot products on GCC vectors
 //   conv2d_few_channels.cpp  C <= 16 (64 with AVX2): register tiles over the input in place
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
+//   conv2d_winograd.cpp      3x3 stride 1, 24+ channels in and out, 7x7+ images: Winograd's
+//                            F(2x2, 3x3), forward and weight gradient (the input gradient too,
+//                            as the forward pass of the turned kernel)
 //   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
 //   depthwise.cpp            one input channel per group: direct loops vectorised over channels
@@ -94,8 +97,25 @@ void gemm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
 // ones too, with AVX2) as the forward convolution of dout with the kernel turned
 // (conv/conv2d_input_grad.cpp).
 bool input_grad_as_forward_applies(const Window2d& g, int OC);
+// Whether the turned forward pass would take Winograd's F(2x2, 3x3) (winograd_applies).
+bool winograd_input_grad(const Window2d& g, int OC);
 void input_grad_as_forward(float* dinp, const float* dout, const float* weight, const Window2d& g,
                            int OC);
+
+// 3x3, stride 1, undilated, ungrouped, at least kWinogradMinChannels input and output channels,
+// a tile grid overhanging the output by at most a third, while set_winograd(true) (the
+// default): Winograd's F(2x2, 3x3) (conv/conv2d_winograd.cpp). The weight gradient also needs
+// kWinogradWeightGradMinOC outputs.
+constexpr int kWinogradMinChannels = 24;
+constexpr int kWinogradWeightGradMinOC = 64;
+bool winograd_applies(const Window2d& g, int OC);
+bool winograd_weight_grad_applies(const Window2d& g, int OC);
+// residual (N,OH,OW,OC) or null: added before the ReLU, as few_channel_forward does.
+void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
+                      const Window2d& g, int OC, bool relu, const float* residual);
+// Either output may be null.
+void winograd_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
+                          const Window2d& g, int OC);
 
 // Groups > 1 or dilation > 1 (C and OC divisible by groups).
 void grouped_forward(float* out, const float* inp, const float* weight, const float* bias,

@@ -1,0 +1,148 @@
+"""Winograd's F(2x2, 3x3) (cpp/conv/conv2d_winograd.cpp): the 3x3 stride-1 convolutions of 16 or
+more channels in and out, forward, input gradient and weight gradient, against cnnkit.reference
+(float64, whose gradients test_kernels_conv.py checks against finite differences) and the naive
+C++ loops, on every instruction set this CPU runs and 1 and 2 threads; with a fused bias, ReLU
+and residual; that the path is taken where it should be and nowhere else; and that switching it
+off gives the direct paths back."""
+import numpy as np
+import pytest
+
+from cnnkit import _core, ops
+from cnnkit import reference as R
+from cnnkit.reference.conv import conv_window
+
+from test_kernels_conv import check_op, close, rand
+
+
+@pytest.fixture
+def winograd():
+    """Winograd on (its default), restored after the test."""
+    before = _core.winograd_enabled()
+    _core.set_winograd(True)
+    yield
+    _core.set_winograd(before)
+
+
+CASES = [
+    # (N, H, W, C, OC, padding): odd and even outputs (tiles past the edge), both paddings,
+    # channel counts off the micro-kernels' tiles; 64+ outputs for the weight gradient's path
+    (2, 8, 8, 24, 24, "same"),
+    (1, 7, 9, 24, 64, "same"),      # odd sizes: the last tiles' second row and column are cut
+    (2, 9, 6, 24, 67, "valid"),
+    (1, 6, 6, 37, 40, "same"),
+    (3, 4, 4, 32, 64, "valid"),     # one 2x2 output per image
+    (2, 15, 15, 40, 72, "same"),
+    (2, 24, 24, 128, 128, "same"),  # several blocks of tiles: the weight gradient sums them
+    (1, 6, 6, 300, 72, "same"),     # 300 channels: two K blocks of the GEMM, 150 each
+]
+
+
+@pytest.mark.parametrize("n,h,w,c,oc,padding", CASES)
+def test_winograd_matches_reference_and_naive(isa_threads, winograd, n, h, w, c, oc, padding):
+    rng = np.random.default_rng(h * 100 + c + oc)
+    x, k, b = rand(rng, n, h, w, c), rand(rng, 3, 3, c, oc), rand(rng, oc)
+    check_op(ops.conv2d_forward, ops.conv2d_backward, R.conv2d_forward, R.conv2d_backward,
+             x, k, b, dict(padding=padding), rng)
+
+
+def geometry(x, k, padding):
+    g = conv_window(x.shape, k.shape[:2], (1, 1), padding, (1, 1), "test")
+    return g, (g.SH, g.SW, g.PT, g.PL, g.OH, g.OW)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_winograd_fused_bias_relu_and_residual(isa_threads, winograd, relu, with_bias):
+    rng = np.random.default_rng(7)
+    x, k = rand(rng, 2, 7, 6, 24), rand(rng, 3, 3, 24, 32)
+    b = rand(rng, 32) if with_bias else None
+    g, geo = geometry(x, k, "same")
+    res = rand(rng, 2, g.OH, g.OW, 32)
+    conv = R.conv2d_forward(x.astype(np.float64), k.astype(np.float64),
+                            None if b is None else b.astype(np.float64), padding="same")
+    act = (lambda v: np.maximum(v, 0)) if relu else (lambda v: v)
+    close(_core.conv2d_forward(x, k, b, *geo, relu=relu, residual=res), act(conv + res))
+    close(_core.conv2d_forward(x, k, b, *geo, relu=relu), act(conv))
+
+
+def test_winograd_relu_keeps_nan(winograd):
+    x = np.ones((1, 4, 4, 24), np.float32)
+    x[0, 1, 1, 3] = np.nan
+    k = -np.ones((3, 3, 24, 24), np.float32)
+    y = _core.conv2d_forward(x, k, None, 1, 1, 1, 1, 4, 4, relu=True)
+    assert np.isnan(y[0, :3, :3]).all()  # every output whose window holds the NaN
+    assert (y[0, 3, 3] == 0).all()       # the others are negative sums, zeroed
+
+
+def run_both(fn):
+    """fn() with Winograd on, then off."""
+    before = _core.winograd_enabled()
+    try:
+        _core.set_winograd(True)
+        on = fn()
+        _core.set_winograd(False)
+        off = fn()
+    finally:
+        _core.set_winograd(before)
+    return on, off
+
+
+# (C, OC, H, kernel, extra arguments) -> whether the forward pass, the input gradient and the
+# weight gradient take Winograd's path. The input gradient is the forward pass of the turned
+# kernel (OC in, C out).
+PATHS = [
+    ((32, 64, 10, (3, 3), {}), (True, True, True)),
+    ((32, 32, 10, (3, 3), {}), (True, True, False)),     # the weight gradient needs 64 outputs
+    ((24, 64, 7, (3, 3), {}), (True, True, True)),       # 7x7: the grid overhangs by 31%
+    ((23, 64, 10, (3, 3), {}), (False, False, False)),   # 23 input channels
+    ((64, 23, 10, (3, 3), {}), (False, False, False)),   # 23 outputs
+    ((32, 64, 3, (3, 3), {}), (False, False, False)),    # 3x3 images: 78% overhang
+    ((32, 64, 5, (3, 3), {}), (False, False, False)),    # 5x5: 44%
+    ((32, 64, 9, (5, 5), {}), (False, False, False)),
+    ((32, 64, 9, (3, 1), {}), (False, False, False)),
+    ((32, 64, 9, (3, 3), {"strides": 2}), (False, False, False)),
+    ((32, 64, 9, (3, 3), {"dilation_rate": 2}), (False, False, False)),
+]
+
+
+@pytest.mark.parametrize("shape,taken", PATHS)
+def test_winograd_is_taken_where_it_applies_and_off_gives_the_direct_paths(shape, taken):
+    c, oc, h, kernel, kwargs = shape
+    rng = np.random.default_rng(c + oc + h)
+    x, k, b = rand(rng, 2, h, h, c), rand(rng, *kernel, c, oc), rand(rng, oc)
+
+    def passes():
+        y = ops.conv2d_forward(x, k, b, padding="same", **kwargs)
+        dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+        return (y,) + tuple(ops.conv2d_backward(dy, x, k, padding="same", **kwargs))[:2]
+    on, off = run_both(passes)
+    for name, a, d, t in zip(("forward", "input gradient", "weight gradient"), on, off, taken):
+        close(a, d)
+        # Winograd's sums round differently from the direct ones: bitwise equality tells
+        # which path ran.
+        assert np.array_equal(a, d) != t, f"{name}: Winograd {'not ' if t else ''}taken"
+
+
+def test_winograd_switch_is_global_and_reported():
+    before = _core.winograd_enabled()
+    try:
+        _core.set_winograd(False)
+        assert _core.winograd_enabled() is False
+        _core.set_winograd(True)
+        assert _core.winograd_enabled() is True
+    finally:
+        _core.set_winograd(before)
+
+
+def test_winograd_is_the_default():
+    assert _core.winograd_enabled() is True
+
+
+def test_winograd_error_is_of_the_direct_sums_order():
+    """Against float64, F(2x2, 3x3)'s error at 256 channels stays within 4x the GEMM's."""
+    rng = np.random.default_rng(11)
+    x, k = rand(rng, 2, 8, 8, 256), rand(rng, 3, 3, 256, 64)
+    want = R.conv2d_forward(x.astype(np.float64), k.astype(np.float64), None, padding="same")
+    on, off = run_both(lambda: ops.conv2d_forward(x, k, None, padding="same"))
+    err_on, err_off = np.abs(on - want).max(), np.abs(off - want).max()
+    assert err_on <= 4 * err_off + 1e-6, (err_on, err_off)
