@@ -396,8 +396,8 @@ void winograd_forward(float* out, const float* inp, const float* weight, const f
     for (int64_t blk = 0; blk < nblocks; ++blk) {
         const int64_t t0 = blk * TB;
         const int nt = (int)std::min(TB, tiles - t0);
-        // V[xi] in packed panels, K block b at k0 * TBp (the panel stores stay inside their panel)
-        float* v = gemm::reserve(tl_v(), (std::size_t)(kXi * TBp * C));
+        // V[xi] in packed panels (K block b at k0 * TBp), 8 floats of slack for the last store
+        float* v = gemm::reserve(tl_v(), (std::size_t)(kXi * TBp * C + 8));
         float* m = gemm::reserve(tl_m(), (std::size_t)(kXi * TB * OC));
         // Row 0: zeros (padding, a missing bias, a missing residual); row 1: a sink for the
         // outputs of tiles that pass the bottom or right edge.
