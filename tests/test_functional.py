@@ -570,7 +570,7 @@ def test_save_and_load_resume_exactly(tmp_path):
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     x, y = classification_data()
     model.fit(x, y, epochs=1, batch_size=6, verbose=0)
-    path = tmp_path / "functional.keras"
+    path = tmp_path / "functional.cnnkit"
     model.save(path)
     loaded = load_model(path)
     assert type(loaded) is type(model) and loaded.name == "net"

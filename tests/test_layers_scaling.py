@@ -110,6 +110,7 @@ def test_normalization_adapts_over_batches_as_over_the_whole(keras):
     for other in (by_tuples, by_arrays):
         for a, b in zip(whole.get_weights()[:2], other.get_weights()[:2]):
             close(a, b, 1e-5)
+    pytest.importorskip("tensorflow", reason="Keras adapts over batches through tf.data")
     theirs = keras.layers.Normalization()
     theirs.adapt([(data[i:i + 16], labels[i:i + 16]) for i in range(0, 50, 16)])
     close(whole.get_weights()[0], theirs.get_weights()[0], 1e-4)

@@ -386,7 +386,7 @@ def test_loading_weights_of_another_architecture_is_a_value_error(tmp_path):
 
 def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     model = small_cnn()
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.cnnkit"
     model.save(path)
     before = path.read_bytes()
 
@@ -394,6 +394,23 @@ def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.cnnkit"]
+
+
+def test_a_failed_keras_archive_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    pytest.importorskip("h5py")
+    import zipfile
+    model = small_cnn()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", crash)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.keras"]

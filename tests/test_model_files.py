@@ -29,7 +29,7 @@ def small_model():
 
 @pytest.fixture
 def saved(tmp_path):
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.cnnkit"
     small_model().save(path)
     return path
 
@@ -169,7 +169,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_file_whole(saved):
     assert saved.read_bytes() == before
     load_model(saved)  # and it still loads
     leftovers = [n for n in os.listdir(saved.parent) if n != saved.name]
-    assert all(n.startswith("model.keras.") and n.endswith(".tmp") for n in leftovers)
+    assert all(n.startswith("model.cnnkit.") and n.endswith(".tmp") for n in leftovers)
 
 
 def test_compile_metrics_and_weighted_metrics_survive_a_save(tmp_path):

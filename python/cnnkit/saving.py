@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -33,7 +34,9 @@ def _layer_table(model):
              "shapes": [list(w.shape) for w in l.weights]} for l in _weight_layers(model)]
 
 
-def _write(filepath, config, arrays, overwrite):
+def atomic_write(filepath, overwrite, write):
+    """Calls write(f) on a temporary file in the destination's directory, then moves it over
+    the destination (os.replace), so a crash mid-save never leaves a damaged or half file."""
     path = os.fspath(filepath)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
@@ -41,7 +44,7 @@ def _write(filepath, config, arrays, overwrite):
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, config=np.array(json.dumps(config)), **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -52,6 +55,11 @@ def _write(filepath, config, arrays, overwrite):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write(filepath, config, arrays, overwrite):
+    atomic_write(filepath, overwrite,
+                 lambda f: np.savez(f, config=np.array(json.dumps(config)), **arrays))
 
 
 def _read(filepath):
@@ -130,17 +138,45 @@ def _other_rank(model):
     return parallel is not None and not parallel.chief
 
 
+def _keras_name(filepath, suffixes):
+    return os.fspath(filepath).lower().endswith(suffixes)
+
+
 def save_weights(model, filepath, overwrite=True):
+    """cnnkit's format, or Keras 3's weights file for a name ending in .weights.h5."""
     if _other_rank(model):
         return
+    if _keras_name(filepath, (".h5", ".hdf5")):
+        from . import keras_files
+        return keras_files.save_weights(model, filepath, overwrite=overwrite)
     _write(filepath, _base_config(model, "weights"), _weights_arrays(model), overwrite)
 
 
-def save_model(model, filepath, overwrite=True, include_optimizer=True):
+def save_model(model, filepath, overwrite=True, include_optimizer=True, format=None):
+    """cnnkit's format, or a Keras 3 archive for a name ending in .keras (format="cnnkit"
+    writes cnnkit's whatever the name)."""
     if _other_rank(model):
         return
-    config = _base_config(model, "model")
+    if format is None and _keras_name(filepath, (".keras",)):
+        from . import keras_files
+        return keras_files.save_model(model, filepath, overwrite=overwrite,
+                                      include_optimizer=include_optimizer)
+    if format is None and _keras_name(filepath, (".h5", ".hdf5")):
+        raise ValueError(f"{os.fspath(filepath)}: cnnkit writes Keras 3's .keras archive, not "
+                         "the legacy .h5 model format (Keras 3 deprecates it too); save to a "
+                         "name ending in .keras")
+    config = model_config(model)
     arrays = _weights_arrays(model)
+    if model.compiled and include_optimizer:
+        iterations, slots = model.optimizer.get_state()
+        config["optimizer_iterations"] = iterations
+        arrays.update({f"opt_{i:04d}": a for i, a in enumerate(slots)})
+    _write(filepath, config, arrays, overwrite)
+
+
+def model_config(model):
+    """A model's whole cnnkit config: architecture, layers table, state and compile settings."""
+    config = _base_config(model, "model")
     config["state"] = model.get_state()
     if model.compiled:
         config["compile"] = {
@@ -149,16 +185,16 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
             "loss_weights": model._loss_weights,
             "metrics": _nested(model._metric_ids, _metric_entry),
             "weighted_metrics": _nested(model._weighted_metric_ids, _metric_entry)}
-        if include_optimizer:
-            iterations, slots = model.optimizer.get_state()
-            config["optimizer_iterations"] = iterations
-            arrays.update({f"opt_{i:04d}": a for i, a in enumerate(slots)})
-    _write(filepath, config, arrays, overwrite)
+    return config
 
 
 def _set_weights(model, config, weights, path):
     """Checks the file's layers against the model's (class and shapes, in order; names may
-    differ) before touching any weight."""
+    differ) before touching any weight. A config without a table (a Keras file's, whose
+    weights were found by their place in it) is checked by that reader instead."""
+    if "layers" not in config:
+        model.set_weights(weights)
+        return
     ours, theirs = _layer_table(model), config.get("layers", [])
     if not all(isinstance(t, dict) and {"name", "class_name", "shapes"} <= set(t) for t in theirs):
         raise ValueError(f"{path}: the file's table of layers is damaged")
@@ -212,15 +248,52 @@ def _build_from_file(model, config):
 
 
 def load_weights(model, filepath):
+    if file_kind(filepath) != "cnnkit":
+        from . import keras_files
+        return keras_files.load_weights(model, filepath)
     config, weights, _ = _read(filepath)
     if not model.built:
         _build_from_file(model, config)
     _set_weights(model, config, weights, os.fspath(filepath))
 
 
-def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
-    config, weights, slots = _read(filepath)
+def file_kind(filepath):
+    """"keras" (a .keras archive), "h5" (an HDF5 file: Keras weights or a legacy model) or
+    "cnnkit", from the file's first bytes, whatever its name: a cnnkit file is a zip too, but
+    holds config.npy, not config.json. A missing file raises FileNotFoundError here."""
     path = os.fspath(filepath)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "h5"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" in archive.namelist():
+                    return "keras"
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass
+    return "cnnkit"
+
+
+def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
+    kind = file_kind(filepath)
+    if kind != "cnnkit":
+        from . import keras_files
+        return keras_files.load_model(filepath, kind, custom_objects=custom_objects,
+                                      compile=compile, model_classes=model_classes)
+    config, weights, slots = _read(filepath)
+    return restore_model(config, os.fspath(filepath), lambda model: weights, slots,
+                         custom_objects=custom_objects, compile=compile,
+                         model_classes=model_classes)
+
+
+def restore_model(config, path, weights_for, slots, custom_objects=None, compile=True,
+                  model_classes=None, restore_optimizer=None):
+    """The model of a cnnkit config (saving's own files, or the cnnkit part of a .keras archive
+    cnnkit wrote): rebuilt from its class, its weights (weights_for(model) -> the arrays of
+    model.weights) and state set, compiled as saved, the optimizer's state restored (slots, or
+    restore_optimizer(model) for a file that keeps it in its own layout)."""
     if config.get("kind") != "model":
         raise ValueError(f"{path} holds weights only (save_weights): build the model and call "
                          "model.load_weights() instead")
@@ -237,11 +310,13 @@ def load_model(filepath, custom_objects=None, compile=True, model_classes=None):
         model = cls.from_config(spec["config"], custom_objects)
         if not model.built:
             _build_from_file(model, config)
-        _set_weights(model, config, weights, path)
+        _set_weights(model, config, weights_for(model), path)
         model.set_state(config.get("state") or {})
         compiled = config.get("compile")
         if compile and compiled:
             _restore_compile(model, config, compiled, slots, path)
+            if restore_optimizer is not None:
+                restore_optimizer(model)
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
         if isinstance(error, ValueError) and str(error).startswith(("Cannot load", path)):
             raise

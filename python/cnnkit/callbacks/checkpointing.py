@@ -223,7 +223,10 @@ class BackupAndRestore(Callback):
         current = generator.bit_generator.state
         generator.bit_generator.state = shuffle_state  # in place: fit holds this generator
         try:
-            self.model.save(path, overwrite=True)
+            # cnnkit's own format whatever the name: a backup is for this callback alone, and
+            # keeps everything (generators included) without h5py.
+            from .. import saving
+            saving.save_model(self.model, path, overwrite=True, format="cnnkit")
         finally:
             generator.bit_generator.state = current
         keep = 2 if self.double_checkpoint else 1
