@@ -6,6 +6,7 @@ Commands (`python -m cnnkit COMMAND --help` for their options):
   train-images       train an image classifier on a folder with one sub-folder per class
   speedrun-cifar10   the airbench94 recipe: CIFAR-10 to about 91% (this copy) in minutes
   predict            classify image files with a saved model (top classes, probabilities)
+  export             write a saved model (cnnkit, .keras or .h5) as an ONNX file
 
 A command is a module here with `add_parser(subparsers)`, which registers its options and sets
 `run` (a function of the parsed arguments returning the exit status) as the parser's default;
@@ -13,9 +14,9 @@ adding one (train-autoencoder, ...) means one new module and one line in COMMAND
 """
 import argparse
 
-from . import predict, speedrun_cifar10, train_autoencoder, train_cifar10, train_images
+from . import export, predict, speedrun_cifar10, train_autoencoder, train_cifar10, train_images
 
-COMMANDS = [train_cifar10, train_autoencoder, train_images, speedrun_cifar10, predict]
+COMMANDS = [train_cifar10, train_autoencoder, train_images, speedrun_cifar10, predict, export]
 
 
 def build_parser():

@@ -408,6 +408,20 @@ class Model(Trainer, Layer):
         from .. import saving
         saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, opset=17):
+        """The inference graph as a file for serving elsewhere, as Keras' export:
+        format="onnx" (cnnkit.onnx.export) is the one cnnkit writes; Keras' default,
+        "tf_saved_model", needs TensorFlow and is refused with the way out."""
+        if format != "onnx":
+            raise ValueError(f"export: format={format!r} is not supported: cnnkit writes "
+                             "format='onnx' (Keras' 'tf_saved_model' and 'openvino' need "
+                             "TensorFlow or OpenVINO)")
+        from .. import onnx
+        path = onnx.export(self, filepath, opset=opset)
+        if verbose:
+            print(f"Saved artifact at '{path}'.")
+        return path
+
     def save_weights(self, filepath, overwrite=True):
         from .. import saving
         saving.save_weights(self, filepath, overwrite=overwrite)
