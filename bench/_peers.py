@@ -27,6 +27,12 @@ batch every step; speed does not depend on the pixels):
                  which act in training only; not in the default set (bench/augment_overhead.py
                  runs it). PyTorch has no such layers without torchvision: its process lists
                  the workload under "skipped", with the reason, and times nothing for it.
+  keras_infer    "a Keras model, loaded": the ResNet-20 saved by Keras 3 as a .keras file
+                 (--keras-file, made by bench/compare.py), loaded by each framework and run
+                 forward: cnnkit.models.load_model, keras.saving.load_model (TensorFlow), and ONNX
+                 Runtime on cnnkit's ONNX export of it (--keras-file with .onnx for .keras). Not
+                 in the default set; PyTorch cannot load the file and skips it. The result
+                 carries the first image's outputs, so that the parent checks they agree.
 How each framework runs them: cnnkit model.train_on_batch and model(x, training=False); Keras 3
 on TensorFlow model.train_on_batch (a tf.function, as fit runs it; no XLA, Keras' default on a
 CPU) and model.predict_on_batch (Keras' compiled predict function); PyTorch a plain loop
@@ -47,7 +53,7 @@ from _models import KERAS_BUILDERS, torch_models
 
 WORKLOADS = ("cnn_train", "cnn_infer", "ae_train", "resnet_train", "resnet_infer",
              "mobile_train", "mobile_infer")  # the default set
-EXTRA_WORKLOADS = ("cnn_aug_train",)  # run only when asked for
+EXTRA_WORKLOADS = ("cnn_aug_train", "keras_infer")  # run only when asked for
 
 
 class Unsupported(Exception):
@@ -89,6 +95,9 @@ class Cnnkit:
         from cnnkit.applications import classic_cnn
         from cnnkit.models import conv_autoencoder
         x, _, y = data
+        if workload == "keras_infer":
+            model = self.cnnkit.models.load_model(KERAS_FILE[0], compile=False)
+            return model, lambda: model.predict_on_batch(x), model.count_params()
         name, _, mode = workload.partition("_")
         if name in KERAS_BUILDERS:
             model = KERAS_BUILDERS[name](self.cnnkit)
@@ -145,6 +154,8 @@ class Torch:
     def build(self, workload, data):
         if workload == "cnn_aug_train":
             raise Unsupported("no RandomFlip / RandomTranslation layers without torchvision")
+        if workload == "keras_infer":
+            raise Unsupported("PyTorch does not load Keras files")
         torch = self.torch
         F = torch.nn.functional
         x = torch.from_numpy(np.ascontiguousarray(data[0].transpose(0, 3, 1, 2)))  # NCHW
@@ -216,6 +227,9 @@ class TensorFlow:
     def build(self, workload, data):
         x, _, y = data
         tx, ty = self.tf.constant(x), self.tf.constant(y)
+        if workload == "keras_infer":
+            model = self.keras.saving.load_model(KERAS_FILE[0], compile=False)
+            return model, lambda: model.predict_on_batch(tx), model.count_params()
         name, _, mode = workload.partition("_")
         if name in KERAS_BUILDERS:
             model = KERAS_BUILDERS[name](self.keras)
@@ -235,7 +249,33 @@ class TensorFlow:
         return model, lambda: model.predict_on_batch(tx), model.count_params()
 
 
-FRAMEWORKS = {"cnnkit": Cnnkit, "torch": Torch, "tf": TensorFlow}
+# ------------------------------------------------------------------ ONNX Runtime
+class OnnxRuntime:
+    """Runs cnnkit's ONNX export of the Keras file (keras_infer only): one session, intra-op
+    threads as asked, sequential execution, all graph optimizations (ONNX Runtime's defaults
+    for a CPU session)."""
+
+    def __init__(self, threads):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.ort, self.options = onnxruntime, options
+        self.version = f"ONNX Runtime {onnxruntime.__version__}"
+
+    def build(self, workload, data):
+        if workload != "keras_infer":
+            raise Unsupported("ONNX Runtime runs only the exported Keras file (keras_infer)")
+        path = KERAS_FILE[0][: -len(".keras")] + ".onnx"
+        session = self.ort.InferenceSession(path, self.options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: data[0]}
+        import onnx
+        params = sum(int(np.prod(t.dims)) for t in onnx.load(path).graph.initializer)
+        return session, lambda: session.run(None, feed)[0], params
+
+
+FRAMEWORKS = {"cnnkit": Cnnkit, "torch": Torch, "tf": TensorFlow, "ort": OnnxRuntime}
+KERAS_FILE = [None]  # --keras-file
 
 
 # ------------------------------------------------------------------ measurements
@@ -311,6 +351,7 @@ def main():
     parser.add_argument("--workloads",
                         default=",".join(WORKLOADS),
                         help=f"comma-separated, from {', '.join(WORKLOADS + EXTRA_WORKLOADS)}")
+    parser.add_argument("--keras-file", help="the .keras file of keras_infer (its .onnx beside)")
     parser.add_argument("--alloc-steps", type=int, default=0,
                         help="then check what a warm cnn_train step allocates, over this many steps")
     args = parser.parse_args()
@@ -324,6 +365,9 @@ def main():
         print("RESULT " + json.dumps(result), flush=True)
         return
 
+    KERAS_FILE[0] = args.keras_file
+    if "keras_infer" in workloads and not args.keras_file:
+        parser.error("keras_infer needs --keras-file")
     data = batch_data(args.batch)
     framework = FRAMEWORKS[args.framework](args.threads)
     result = {"version": framework.version, "maxrss_import": maxrss_bytes(),
@@ -339,6 +383,8 @@ def main():
         seconds, faults = timed(step, args.steps)
         result["workloads"][workload] = {"seconds": seconds, "steps": args.steps, "faults": faults,
                                          "params": params, "maxrss": maxrss_bytes()}
+        if workload == "keras_infer":  # the first image's outputs, for the parent's check
+            result["workloads"][workload]["first"] = np.asarray(step())[0].tolist()
         if workload == "cnn_train" and args.alloc_steps:
             result["alloc"] = allocation_check(step, args.alloc_steps)
         del model, step

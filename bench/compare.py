@@ -41,18 +41,43 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peers.py")
-FRAMEWORKS = {"cnnkit": "cnnkit", "torch": "PyTorch", "tf": "TensorFlow"}
-MODULES = {"cnnkit": "cnnkit", "torch": "torch", "tf": "tensorflow"}
+FRAMEWORKS = {"cnnkit": "cnnkit", "torch": "PyTorch", "tf": "TensorFlow", "ort": "ONNX Runtime"}
+MODULES = {"cnnkit": "cnnkit", "torch": "torch", "tf": "tensorflow", "ort": "onnxruntime"}
 INSTALL = {"cnnkit": "pip install .", "torch": "pip install torch==2.13.0 (the CPU wheel)",
-           "tf": "pip install tensorflow-cpu==2.21.0"}
+           "tf": "pip install tensorflow-cpu==2.21.0", "ort": "pip install onnx onnxruntime"}
 WORKLOADS = {"cnn_train": "CNN train", "cnn_infer": "CNN infer", "ae_train": "AE train",
              "resnet_train": "ResNet-20 train", "resnet_infer": "ResNet-20 infer",
-             "mobile_train": "MobileNet train", "mobile_infer": "MobileNet infer"}
+             "mobile_train": "MobileNet train", "mobile_infer": "MobileNet infer",
+             "keras_infer": "Keras file infer"}
 DESCRIPTIONS = {"cnn_train": "the CIFAR-10 CNN's training step", "cnn_infer": "its inference",
                 "ae_train": "the conv autoencoder's training step",
                 "resnet_train": "ResNet-20's training step", "resnet_infer": "its inference",
                 "mobile_train": "the small MobileNet's training step",
-                "mobile_infer": "its inference"}
+                "mobile_infer": "its inference",
+                "keras_infer": "a Keras 3 .keras file of ResNet-20, loaded and run forward"}
+# The .keras file of keras_infer: ResNet-20 (bench/_models.py) built and saved by Keras 3 itself
+# (its moving statistics set away from 0 and 1, so that BatchNormalization matters), then
+# exported to ONNX by cnnkit beside it (.onnx), for ONNX Runtime.
+MAKE_KERAS_FILE = """
+import sys
+import numpy as np
+import keras
+from _models import resnet20
+model = resnet20(keras)
+rng = np.random.default_rng(0)
+for layer in model.layers:
+    if type(layer).__name__ == "BatchNormalization":
+        gamma, beta, mean, var = layer.get_weights()
+        layer.set_weights([rng.uniform(0.8, 1.2, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                           rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+model.save(sys.argv[1])
+"""
+EXPORT_ONNX = """
+import sys
+import cnnkit
+from cnnkit import onnx
+onnx.export(cnnkit.models.load_model(sys.argv[1], compile=False), sys.argv[2])
+"""
 
 
 # ------------------------------------------------------------------ FLOP counts
@@ -92,6 +117,7 @@ def workload_models(workloads):
     from cnnkit.applications import classic_cnn
     from cnnkit.models import conv_autoencoder
     makers = {"cnn": classic_cnn, "ae": lambda: conv_autoencoder()[0],
+              "keras": lambda: KERAS_BUILDERS["resnet"](cnnkit),
               **{name: (lambda build=build: build(cnnkit)) for name, build in KERAS_BUILDERS.items()}}
     models = {}
     for workload in workloads:
@@ -149,7 +175,25 @@ def run_child(framework, threads, args, alloc_steps=0, workloads=None):
     workloads = workloads or getattr(args, "workloads", None)
     if workloads:
         command += ["--workloads", ",".join(workloads)]
+    if getattr(args, "keras_file", None):
+        command += ["--keras-file", args.keras_file]
     return child_result(command, env)
+
+
+def make_keras_file(folder):
+    """Writes keras_infer's resnet20.keras (Keras 3 itself) and resnet20.onnx (cnnkit's export
+    of it) into folder; returns the .keras path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(folder, "resnet20.keras")
+    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    for program, paths in ((MAKE_KERAS_FILE, [path]),
+                           (EXPORT_ONNX, [path, path[: -len(".keras")] + ".onnx"])):
+        proc = subprocess.run([sys.executable, "-c", program] + paths, env=env,
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ChildFailed(f"making the Keras file: {proc.stderr.strip().splitlines()[-3:]}")
+    return path
 
 
 def available(framework):
@@ -176,7 +220,7 @@ def run_rounds(frameworks, thread_counts, args):
     frameworks, most = list(frameworks), max(thread_counts)
     speeds = {}  # (framework, threads, workload) -> [images/s per round]
     matmul = {t: [] for t in thread_counts}
-    versions, params, memory, alloc = {}, {}, {}, None
+    versions, params, memory, alloc, outputs = {}, {}, {}, None, {}
     for round_ in range(args.repeats):
         for threads in thread_counts:
             matmul[threads].append(run_child("numpy", threads, args)["matmul_gflops"])
@@ -196,6 +240,8 @@ def run_rounds(frameworks, thread_counts, args):
                 for workload, w in result["workloads"].items():
                     speeds.setdefault((fw, threads, workload), []).append(
                         args.batch * w["steps"] / w["seconds"])
+                    if "first" in w:
+                        outputs.setdefault(fw, w["first"])
                     params.setdefault(workload, {})[fw] = w["params"]
                 if round_ == 0 and threads == most:
                     memory[fw] = result
@@ -203,7 +249,7 @@ def run_rounds(frameworks, thread_counts, args):
             print(f"  round {round_ + 1}/{args.repeats}, {threads} thread{'s' * (threads > 1)}: "
                   + ", ".join(progress), file=sys.stderr, flush=True)
     return {"speeds": speeds, "matmul": matmul, "versions": versions, "params": params,
-            "memory": memory, "alloc": alloc}
+            "memory": memory, "alloc": alloc, "outputs": outputs}
 
 
 # ------------------------------------------------------------------ tables
@@ -330,7 +376,8 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", default=",".join(str(t) for t in sorted({1, cores})),
                         help=f"comma-separated thread counts (default 1,{cores})")
-    parser.add_argument("--only", default="cnnkit,torch,tf", help="frameworks, in running order")
+    parser.add_argument("--only", default="cnnkit,torch,tf,ort",
+                        help="frameworks, in running order (ort: ONNX Runtime, keras_infer only)")
     parser.add_argument("--alloc-steps", type=int, default=200,
                         help="steps of cnnkit's allocation check (0 skips it; default 200)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
@@ -345,6 +392,10 @@ def main():
     most = max(thread_counts)
     frameworks = selected_frameworks(parser, args.only, list(FRAMEWORKS))
 
+    args.keras_file = None
+    if "keras_infer" in args.workloads:
+        import tempfile
+        args.keras_file = make_keras_file(tempfile.mkdtemp(prefix="cnnkit-bench-"))
     flops = flops_per_image(args.workloads)
     print(f"{platform.processor() or platform.machine()}, {cores} cores, Python "
           f"{platform.python_version()}; batch {args.batch}, {args.steps} timed steps after "
@@ -363,12 +414,21 @@ def main():
           + f"; run took {time.perf_counter() - started:.0f} s; load average {load:.1f} before it, "
           f"{os.getloadavg()[0]:.1f} after")
     for workload, counts in run["params"].items():
+        # ONNX Runtime's file has BatchNormalization folded into the convolutions: fewer arrays.
+        counts = {fw: n for fw, n in counts.items() if fw != "ort"}
         if len(set(counts.values())) > 1:
             print(f"WARNING: parameter counts differ for {workload}: {counts}")
     peak = {t: statistics.median(v) for t, v in matmul.items()}
     print("NumPy float32 matmul (1024^3), same run: "
           + ", ".join(f"{peak[t]:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}" for t in thread_counts))
 
+    if run["outputs"]:
+        import numpy as np
+        first = {fw: np.asarray(out) for fw, out in run["outputs"].items()}
+        ours = first.get("cnnkit", next(iter(first.values())))
+        print("keras_infer, the first image's outputs against cnnkit's: " + ", ".join(
+            f"{FRAMEWORKS[fw]} max |difference| {np.abs(out - ours).max():.1e}"
+            for fw, out in first.items() if fw != "cnnkit"))
     print_speed(frameworks, thread_counts, speeds, peak, flops, args)
     if len(thread_counts) > 1:
         print_scaling(frameworks, thread_counts, speeds, args.workloads, args.markdown)

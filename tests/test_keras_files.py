@@ -141,17 +141,6 @@ def _graph(lib):
     return model
 
 
-@pytest.mark.parametrize("writer", ["keras", "cnnkit"])
-def test_functional_graph_both_ways(tmp_path, writer):
-    source = _graph(keras if writer == "keras" else cnnkit)
-    path = tmp_path / "graph.keras"
-    source.save(path)
-    loaded = (cnnkit.models.load_model if writer == "keras" else keras.saving.load_model)(path)
-    x = _batch(IMAGE, 6)
-    _close(loaded.predict(x, verbose=0), source.predict(x, verbose=0))
-    assert [l.name for l in loaded.layers] == [l.name for l in source.layers]
-
-
 def _nested(lib):
     layers = lib.layers
     block = lib.Sequential([lib.Input(IMAGE), layers.Conv2D(4, 3, padding="same"),
@@ -165,14 +154,16 @@ def _nested(lib):
     return model
 
 
+@pytest.mark.parametrize("build", [_graph, _nested], ids=["graph", "nested"])
 @pytest.mark.parametrize("writer", ["keras", "cnnkit"])
-def test_nested_model_both_ways(tmp_path, writer):
-    source = _nested(keras if writer == "keras" else cnnkit)
-    path = tmp_path / "nested.keras"
+def test_models_of_many_layers_both_ways(tmp_path, writer, build):
+    source = build(keras if writer == "keras" else cnnkit)
+    path = tmp_path / "model.keras"
     source.save(path)
     loaded = (cnnkit.models.load_model if writer == "keras" else keras.saving.load_model)(path)
-    x = _batch(IMAGE)
+    x = _batch(IMAGE, 6)
     _close(loaded.predict(x, verbose=0), source.predict(x, verbose=0))
+    assert [l.name for l in loaded.layers] == [l.name for l in source.layers]
 
 
 OPTIMIZERS = [
@@ -286,6 +277,33 @@ def test_compile_settings_cross_over(tmp_path):
     assert ours.loss.from_logits and ours.loss.label_smoothing == 0.2
     assert type(ours.optimizer._learning_rate).__name__ == "ExponentialDecay"
     assert cnnkit.models.load_model(tmp_path / "m.keras", compile=False).optimizer is None
+
+
+def _shared_names(ours, theirs):
+    return sorted(name for name in ours if hasattr(theirs, name) and not name.startswith("Mean"
+                                                                                     "MetricWrapper"))
+
+
+@pytest.mark.parametrize("name", _shared_names(cnnkit.losses._CLASSES, keras.losses))
+def test_every_loss_crosses_over(tmp_path, name):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", loss=getattr(keras.losses, name)())
+    model.save(tmp_path / "m.keras")
+    ours = cnnkit.models.load_model(tmp_path / "m.keras")
+    assert type(ours.loss).__name__ == name
+
+
+@pytest.mark.parametrize("name", _shared_names(cnnkit.metrics._ALL_CLASSES, keras.metrics))
+def test_every_metric_crosses_over(tmp_path, name):
+    theirs = getattr(keras.metrics, name)()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", loss="categorical_crossentropy", metrics=[theirs])
+    model.save(tmp_path / "m.keras")
+    ours = cnnkit.models.load_model(tmp_path / "m.keras")
+    (entry,) = ours._metric_ids
+    restored = cnnkit.metrics.get(entry)
+    assert type(restored).__name__ == name and restored.name == theirs.name
+    assert restored.get_config().keys() <= theirs.get_config().keys() | {"dtype"}
 
 
 @pytest.mark.parametrize("writer", ["keras", "cnnkit"])

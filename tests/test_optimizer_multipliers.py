@@ -59,3 +59,27 @@ def test_arguments_are_checked():
         opt.set_learning_rate_multiplier(["bias"], 2.0)
     with pytest.raises(ValueError, match="needs a multiplier > 0"):
         opt.set_learning_rate_multiplier([np.zeros(2, np.float32)], 0.0, keep_weight_decay=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.SGD(0.1, momentum=0.9),
+    lambda: optimizers.Adagrad(0.1, initial_accumulator_value=0.3),
+    lambda: optimizers.Adam(0.1, use_ema=True)])
+def test_reset_slots_starts_those_parameters_afresh(make):
+    """After reset_slots, a parameter's next steps are those of a fresh optimizer (the others
+    keep their state)."""
+    params = _params()
+    opt = make()
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        opt.apply([rng.normal(size=p.shape).astype(np.float32) for p in params], params)
+    kept = [s.copy() for s in opt._slots[0]]
+    opt.reset_slots([params[1]])
+    fresh = make()
+    fresh.build([params[1]])
+    for a, b in zip(opt._slots[1], fresh._slots[0]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(opt._slots[0], kept):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="weight arrays"):
+        opt.reset_slots(["bias"])

@@ -71,10 +71,7 @@ class _Recipe(callbacks_module.Callback):
             # frozen as PyTorch freezes it (no gradient): no rate, and no momentum left over
             optimizer = self.optimizer
             optimizer.set_learning_rate_multiplier([self.whiten_bias], 0.0)
-            for param, slots in zip(optimizer._params or [], optimizer._slots or []):
-                if param is self.whiten_bias:
-                    for slot in slots:
-                        slot.fill(0)
+            optimizer.reset_slots([self.whiten_bias])
         self.start, self.first_step = time.perf_counter(), self.steps
 
     def on_train_batch_end(self, batch, logs=None):

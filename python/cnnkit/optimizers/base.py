@@ -179,6 +179,27 @@ class Optimizer:
             self._rate_factors[id(variable)] = (
                 float(multiplier), 1.0 / multiplier if keep else 1.0)
 
+    def reset_slots(self, var_list):
+        """Puts the per-parameter state (momentum, velocity, ...) of these parameters (by
+        identity) back to its initial value, as clearing a PyTorch optimizer's state for them;
+        a cnnkit addition. With set_learning_rate_multiplier(var_list, 0) it freezes them
+        midway through training with nothing left over (airbench's whitening bias). A parameter
+        the optimizer has no state for yet is left as it is."""
+        fn = f"{type(self).__name__}.reset_slots"
+        wanted = set()
+        for variable in var_list:
+            if not isinstance(variable, np.ndarray):
+                raise TypeError(f"{fn}: var_list must hold the model's weight arrays, got a "
+                                f"{type(variable).__name__}")
+            wanted.add(id(variable))
+        initial = [value for _, value in self._slot_specs()]
+        for param, slots in zip(self._params or [], self._slots or []):
+            if id(param) in wanted:
+                for slot, value in zip(slots, initial):
+                    slot.fill(value)
+                if self.use_ema and len(slots) > len(initial):
+                    np.copyto(slots[-1], param)  # the average starts again from the weight
+
     # ------------------------------------------------------------ update
 
     def apply(self, grads, trainable_variables=None):
