@@ -104,6 +104,10 @@ def test_keras_file_loads_in_cnnkit(tmp_path, name, args, shape):
     x = _batch(shape)
     _close(ours.predict(x, verbose=0), theirs.predict(x, verbose=0))
     assert [type(l).__name__ for l in ours.layers] == [name]
+    # ... and back: Keras -> cnnkit -> Keras gives the same predictions
+    ours.save(tmp_path / "back.keras")
+    _close(keras.saving.load_model(tmp_path / "back.keras").predict(x, verbose=0),
+           theirs.predict(x, verbose=0))
 
 
 @pytest.mark.parametrize("name,args,shape", LAYERS, ids=IDS)
