@@ -330,8 +330,11 @@ def test_gradients_match_keras_on_jax():
     keras_or_skip()
     pytest.importorskip("jax")
     here = os.path.dirname(os.path.abspath(__file__))
+    # the cnnkit this process runs (the installed one in CI, whose source tree has no _core)
+    import cnnkit
+    cnnkit_parent = os.path.dirname(os.path.dirname(os.path.abspath(cnnkit.__file__)))
     env = dict(os.environ, KERAS_BACKEND="jax",
-               PYTHONPATH=os.pathsep.join([os.path.join(here, "..", "python"), here,
+               PYTHONPATH=os.pathsep.join([cnnkit_parent, here,
                                            os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-c", GRADIENT_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=300)

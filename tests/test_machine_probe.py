@@ -90,4 +90,5 @@ def test_peak_bench_tiny_run_prints_every_table():
                 value = float(cell)
             except ValueError:
                 continue  # a text cell (layer shape, fused note)
-            assert value > 0 or cell == "0", row
+            # never negative or NaN; a rate of a 2-image step may round to 0.0 on a busy machine
+            assert value >= 0, row
