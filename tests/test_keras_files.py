@@ -170,6 +170,44 @@ def test_models_of_many_layers_both_ways(tmp_path, writer, build):
     assert [l.name for l in loaded.layers] == [l.name for l in source.layers]
 
 
+def test_random_crop_crosses_over(tmp_path):
+    """Its configuration only: Keras 3.15's RandomCrop passes images through at inference
+    (against its own docstring, which cnnkit follows: a centred crop, resized), so the two
+    predict differently by design."""
+    model = keras.Sequential([keras.Input(IMAGE), keras.layers.RandomCrop(6, 5, seed=3)])
+    model.save(tmp_path / "crop.keras")
+    (ours,) = cnnkit.models.load_model(tmp_path / "crop.keras").layers
+    assert (type(ours).__name__, ours.height, ours.width, ours.seed) == ("RandomCrop", 6, 5, 3)
+    mine = cnnkit.Sequential([cnnkit.Input(IMAGE), L.RandomCrop(6, 5, seed=3)])
+    mine.save(tmp_path / "mine.keras")
+    (theirs,) = keras.saving.load_model(tmp_path / "mine.keras").layers
+    assert (theirs.height, theirs.width, theirs.seed) == (6, 5, 3)
+
+
+MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
+
+
+def _merged(lib, name):
+    a, b = lib.Input(IMAGE), lib.Input(IMAGE)
+    x = lib.layers.Conv2D(4, 1)(a)
+    y = lib.layers.Conv2D(4, 1)(b)
+    out = getattr(lib.layers, name)()([x, y])
+    model = (keras.Model if lib is keras else cnnkit.Model)([a, b], out)
+    model.set_weights(_randomize(model.get_weights()))
+    return model
+
+
+@pytest.mark.parametrize("name", MERGES)
+@pytest.mark.parametrize("writer", ["keras", "cnnkit"])
+def test_merge_layers_both_ways(tmp_path, writer, name):
+    source = _merged(keras if writer == "keras" else cnnkit, name)
+    source.save(tmp_path / "merge.keras")
+    loaded = (cnnkit.models.load_model if writer == "keras" else keras.saving.load_model)(
+        tmp_path / "merge.keras")
+    x = [_batch(IMAGE), _batch(IMAGE)]
+    _close(loaded.predict(x, verbose=0), source.predict(x, verbose=0))
+
+
 OPTIMIZERS = [
     ("SGD", dict(learning_rate=0.05)),
     ("SGD", dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
