@@ -522,6 +522,14 @@ def test_option_cnnkit_lacks_is_refused(tmp_path, keras_file):
         cnnkit.models.load_model(bad)
 
 
+def test_channels_first_is_refused(tmp_path, keras_file):
+    def edit(config):
+        config["config"]["layers"][1]["config"]["data_format"] = "channels_first"
+    bad = _edit_config(keras_file, tmp_path, "nchw.keras", edit)
+    with pytest.raises(ValueError, match=r"nchw.keras.*\(Conv2D\).*data_format='channels_first'"):
+        cnnkit.models.load_model(bad)
+
+
 def test_layer_cnnkit_lacks_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((4, 3)), keras.layers.LSTM(2)])
     model.save(tmp_path / "lstm.keras")

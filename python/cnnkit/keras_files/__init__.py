@@ -22,8 +22,8 @@ import zipfile
 from .. import __version__
 from . import configs, legacy_h5, optimizer_vars
 from .configs import UnsupportedKeras
-from .weights_h5 import (open_h5, read_layer_weights, read_optimizer_vars, write_layer_weights,
-                         write_optimizer_vars)
+from .weights_h5 import (h5py_module, open_h5, read_layer_weights, read_optimizer_vars,
+                         write_layer_weights, write_optimizer_vars)
 
 __all__ = ["load_model", "save_model", "load_weights", "save_weights", "UnsupportedKeras"]
 
@@ -158,9 +158,8 @@ def load_weights(model, filepath):
 
 
 def _h5_bytes(fill):
-    import h5py
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5:
+    with h5py_module().File(buffer, "w") as h5:
         fill(h5)
     return buffer.getvalue()
 

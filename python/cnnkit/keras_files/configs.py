@@ -93,18 +93,13 @@ def layer_from_keras(entry, path, custom_objects=None):
             "(pass a cnnkit class for it in custom_objects, or rebuild the model without it)")
     accepted = _accepted(cls)
     config = dict(config)
-    dtype = config.get("dtype")
-    if isinstance(dtype, dict):
-        config["dtype"] = plain_object(dtype)
     extra = {}
     for key in list(config):
-        if key in accepted and key not in ("data_format",):
-            continue
-        value = config.pop(key)
-        if key == "data_format" and key in accepted and value not in _CHANNELS_LAST:
-            extra[key] = value
-        elif key not in accepted and not _is_neutral(key, value):
-            extra[key] = value
+        # data_format too, where cnnkit takes it: channels_first is refused here, by name
+        if key == "data_format" or key not in accepted:
+            value = config.pop(key)
+            if not _is_neutral(key, value):
+                extra[key] = value
     if extra:
         options = ", ".join(f"{k}={v!r}" for k, v in extra.items())
         raise UnsupportedKeras(f"{path}: layer {name!r} ({class_name}) sets {options}, which "

@@ -12,8 +12,6 @@ import re
 
 import numpy as np
 
-from .configs import UnsupportedKeras
-
 
 def h5py_module():
     try:
@@ -130,17 +128,11 @@ def write_optimizer_vars(group, name, arrays):
         vars_group.create_dataset(str(i), data=array)
 
 
-def open_h5(source, path, mode="r"):
-    """An h5py File over a path or a file object; a file that is not HDF5 is a ValueError
-    naming it."""
+def open_h5(source, path):
+    """An h5py File, read-only, over a path or a file object; a file that is not HDF5 is a
+    ValueError naming it (path)."""
     h5py = h5py_module()
     try:
-        return h5py.File(source, mode)
+        return h5py.File(source, "r")
     except OSError as error:
-        if mode != "r":
-            raise
         raise ValueError(f"{path} is not an HDF5 file, or it is damaged ({error})") from None
-
-
-__all__ = ["UnsupportedKeras", "weight_paths", "read_layer_weights", "write_layer_weights",
-           "read_optimizer_vars", "write_optimizer_vars", "open_h5", "layer_keys"]

@@ -126,12 +126,11 @@ def to_onnx(model, opset=DEFAULT_OPSET):
         graph_inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
         inputs.append(Value(name, tensor.shape))
     outputs = _run_graph(b, model, inputs)
-    graph_outputs, names = [], {}
+    graph_outputs = []
     for tensor, value in zip(graph.outputs, outputs):
         value = b.nhwc(value)
         hint = tensor.node.layer.name if tensor.node else "output"
         name = b.op("Identity", [value.name], f"{hint}_output")
-        names[name] = True
         dims = ["batch"] + [d if d is not None else f"{name}_dim{i + 1}"
                             for i, d in enumerate(tensor.shape[1:])]
         graph_outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
