@@ -474,7 +474,7 @@ def test_damaged_archive(tmp_path, keras_file):
     data = keras_file.read_bytes()
     bad = tmp_path / "cut.keras"
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.keras"):
+    with pytest.raises(ValueError, match="cut.keras is not a .keras archive, or it is damaged"):
         cnnkit.models.load_model(bad)
 
 

@@ -272,7 +272,8 @@ def file_kind(filepath):
                 if "config.json" in archive.namelist():
                     return "keras"
         except (zipfile.BadZipFile, OSError, ValueError):
-            pass
+            # a damaged zip: reported by the reader its name asks for
+            return "keras" if path.lower().endswith(".keras") else "cnnkit"
     return "cnnkit"
 
 
