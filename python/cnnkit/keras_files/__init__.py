@@ -100,18 +100,12 @@ def cnnkit_config_from_keras(spec, path, custom_objects=None):
     return config
 
 
-def _model_classes(model_classes):
-    from ..engine.functional import Functional
-    from ..engine.sequential import Sequential
-    return {"Sequential": Sequential, "Functional": Functional, **(model_classes or {})}
-
-
 def load_model(filepath, kind, custom_objects=None, compile=True, model_classes=None):
     from .. import saving
     path = os.fspath(filepath)
     if kind == "h5":
         return legacy_h5.load_model(path, custom_objects=custom_objects, compile=compile,
-                                    model_classes=_model_classes(model_classes))
+                                    model_classes=model_classes)
     archive, names = _archive(path)
     with archive:
         _check_metadata(archive, names, path)
@@ -132,7 +126,7 @@ def load_model(filepath, kind, custom_objects=None, compile=True, model_classes=
                                               model.trainable_weights, path)
             return saving.restore_model(config, path, weights_for, [],
                                         custom_objects=custom_objects, compile=compile,
-                                        model_classes=_model_classes(model_classes),
+                                        model_classes=model_classes,
                                         restore_optimizer=restore_optimizer)
 
 
