@@ -1,0 +1,140 @@
+// conv/conv2d_winograd.h: what Winograd's tile sizes share (conv2d_winograd.cpp: F(2x2, 3x3)):
+// where a tile's pixels are, how many tiles go in a block, and the forward pass itself
+// (conv2d_winograd_forward.cpp), which runs a tile size through the table of its transforms.
+//
+// F(m x m, 3x3) reads an (m+2) x (m+2) block of input per m x m block of outputs (a "tile"). Its
+// (m+2)^2 positions xi each make one GEMM, M[xi] (tiles x OC) = V[xi] (tiles x C) * U[xi]
+// (C x OC), on the packed micro-kernels of gemm.h: (m+2)^2 multiplications per tile and channel
+// pair where the direct sum takes 9 m^2 (F(2x2): 16 for 36, F(4x4): 36 for 144).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "conv2d_impl.h"
+#ifdef CNNKIT_X86_KERNELS
+#include <immintrin.h>
+#endif
+
+namespace cnnkit {
+namespace conv {
+namespace winograd {
+
+#define CNNKIT_WINO_INLINE inline __attribute__((always_inline))
+
+constexpr int kMaxXi = 36;  // positions of the largest transformed tile F(m x m) may use, m = 4
+
+// Scratch of the calling thread (one Winograd pass runs at a time per thread).
+inline gemm::Buffer& tl_v() { thread_local gemm::Buffer b; return b; }     // a block's V
+inline gemm::Buffer& tl_m() { thread_local gemm::Buffer b; return b; }     // a block's M or dM
+inline gemm::Buffer& tl_rows() { thread_local gemm::Buffer b; return b; }  // zeros, and a sink
+
+// V[xi] of MR tiles, channels c0..c1 of one K block, written straight into the GEMM's packed
+// layout (gemm::pack_a): element (tile i, channel c) of V[xi] at dst[xi * xs + (c - c0) * MR + i].
+// d[i * xis + k]: tile i's xis input rows (C floats each; zeros for tiles past the last).
+using PanelFn = void (*)(const float* const* d, int MR, int c0, int c1, float* dst, int64_t xs);
+// The m x m outputs y[a*m + b] (OC floats each) = (A^T M A)[a][b] + bias (+ res[a*m + b]), then
+// max(0, .) with ReLU (NaN passes, as relu_forward), from m[xi * xs + oc].
+using OutputFn = void (*)(const float* m, int64_t xs, int OC, const float* bias,
+                          const float* const* res, float* const* y);
+// u[(xi*C + c)*OC + oc] = (G g G^T)[xi] of weight (3,3,C,OC).
+using KernelFn = void (*)(const float* weight, int C, int OC, float* u);
+
+// One tile size's forward transforms, compiled for one instruction set.
+struct ForwardTiles {
+    int m;                  // outputs per tile side; the input tile is m + 2 wide
+    KernelFn kernel;
+    PanelFn panel;          // any MR
+    PanelFn panel_mr6;      // MR = 6 (the AVX2 and AVX-512 micro-kernels' rows), vectorised
+    OutputFn output[2][2];  // [relu][residual]
+};
+
+// The forward pass of a 3x3 stride-1 convolution by the tiles of tf (conv2d_winograd_forward.cpp).
+// inp (N,H,W,C), weight (3,3,C,OC), bias (OC) or null, residual (N,OH,OW,OC) or null.
+void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
+             const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
+
+// Where a tile's pixels are: the tile grid is TH x TW per image, tile t of the whole batch.
+struct TileGrid {
+    int m, TH, TW;
+    TileGrid(const Window2d& g, int m_) : m(m_), TH((g.OH + m_ - 1) / m_), TW((g.OW + m_ - 1) / m_) {}
+    int64_t count(const Window2d& g) const { return (int64_t)g.N * TH * TW; }
+    void locate(int64_t t, int64_t* n, int* oh0, int* ow0) const {
+        const int64_t per = (int64_t)TH * TW;
+        *n = t / per;
+        const int r = (int)(t - *n * per);
+        *oh0 = (r / TW) * m;
+        *ow0 = (r % TW) * m;
+    }
+    // Whether the grid overhangs the output by at most a third of its area (tiles past the edge
+    // compute outputs nobody reads; more than that lost to the direct paths).
+    bool fits(const Window2d& g) const {
+        return (int64_t)TH * TW * m * m * 3 <= (int64_t)g.OH * g.OW * 4;
+    }
+};
+
+// The (m+2)^2 input rows of the tile whose first output is (n, oh0, ow0): inside the image in
+// place, outside it a row of zeros.
+inline void tile_input_rows(const float* inp, const Window2d& g, int m, int64_t n, int oh0,
+                            int ow0, const float* zeros, const float** d) {
+    const int a = m + 2, ih0 = oh0 - g.PT, iw0 = ow0 - g.PL;
+    for (int y = 0; y < a; ++y)
+        for (int x = 0; x < a; ++x) {
+            const int ih = ih0 + y, iw = iw0 + x;
+            d[y * a + x] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
+                               ? inp + ((n * g.H + ih) * g.W + iw) * g.C
+                               : zeros;
+        }
+}
+
+// The rows of the tile's m x m outputs in t (N,OH,OW,OC): in place, or `outside` past the edge.
+template <class P>
+void tile_output_rows(P t, const Window2d& g, int m, int OC, int64_t n, int oh0, int ow0,
+                      P outside, P* y) {
+    for (int a = 0; a < m; ++a)
+        for (int b = 0; b < m; ++b) {
+            const int oh = oh0 + a, ow = ow0 + b;
+            y[a * m + b] = oh < g.OH && ow < g.OW ? t + ((n * g.OH + oh) * g.OW + ow) * OC : outside;
+        }
+}
+
+// Tiles per block: a block's transformed input and output (xis x tiles x (C + OC) floats) within
+// `bytes`, a multiple of the micro-kernel's rows, and no more than an even share per thread.
+inline int64_t block_tiles(int64_t tiles, int xis, int C, int OC, int64_t bytes, int mr,
+                           int64_t most) {
+    int64_t tb = bytes / (int64_t)(xis * sizeof(float) * (C + OC));
+    const int64_t share = (tiles + gemm::max_threads() - 1) / gemm::max_threads();
+    tb = std::min(std::min(tb, most), share);
+    return std::max<int64_t>(mr, tb / mr * mr);
+}
+
+#ifdef CNNKIT_X86_KERNELS
+// v[i] holds 8 channels of tile i (i < 6): stored transposed, as 8 runs of 6 floats (channel l's
+// 6 tiles at p + 6 l). An 8 x 8 transpose in registers with two zero rows; each store's last 2
+// floats are overwritten by the next, and the eighth stores exactly 6.
+__attribute__((target("avx2,fma"))) inline void store_6x8_transposed(const __m256* v, float* p) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]),
+                 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]),
+                 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+                 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+                 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+                 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+                 s4 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(1, 0, 1, 0)),
+                 s5 = _mm256_shuffle_ps(t4, z, _MM_SHUFFLE(3, 2, 3, 2)),
+                 s6 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(1, 0, 1, 0)),
+                 s7 = _mm256_shuffle_ps(t5, z, _MM_SHUFFLE(3, 2, 3, 2));
+    // column l (channel l) of the 6 tiles, in lanes 0..5
+    const __m256 o[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                         _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                         _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                         _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+    for (int l = 0; l < 7; ++l) _mm256_storeu_ps(p + l * 6, o[l]);
+    _mm_storeu_ps(p + 42, _mm256_castps256_ps128(o[7]));
+    _mm_storel_pi(reinterpret_cast<__m64*>(p + 46), _mm256_extractf128_ps(o[7], 1));
+}
+#endif
+
+}  // namespace winograd
+}  // namespace conv
+}  // namespace cnnkit
