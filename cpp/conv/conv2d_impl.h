@@ -8,8 +8,8 @@
 //   conv2d_gemm.cpp          the packed GEMM over an implicit im2col (gemm.h)
 //   conv2d_winograd.cpp      3x3 stride 1, 24+ channels in and out, 7x7+ images: Winograd's
 //                            F(2x2, 3x3), forward and weight gradient (the input gradient too,
-//                            as the forward pass of the turned kernel); its forward pass runs
-//                            in conv2d_winograd_forward.cpp
+//                            as the forward pass of the turned kernel); its passes run in
+//                            conv2d_winograd_forward.cpp and conv2d_winograd_weight_grad.cpp
 //   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
 //   depthwise.cpp            one input channel per group: direct loops vectorised over channels

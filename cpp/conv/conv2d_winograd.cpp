@@ -15,9 +15,10 @@
 // The weight gradient is the adjoint of the same chain: dM = A dY A^T, dU[xi] = sum over tiles
 // of V[xi]^T dM[xi], dW = G^T dU G.
 //
-// The forward pass runs through conv2d_winograd_forward.cpp; this file holds F(2x2)'s transforms,
-// the weight gradient, and where each runs. The transforms are compiled for the build's baseline and, where the
-// x86 kernels are, for AVX2 and AVX-512 (picked by cpu::active_isa() once per call).
+// The forward pass runs through conv2d_winograd_forward.cpp and the weight gradient through
+// conv2d_winograd_weight_grad.cpp; this file holds F(2x2)'s transforms and where they run. The
+// transforms are compiled for the build's baseline and, where the x86 kernels are, for AVX2 and
+// AVX-512 (picked by cpu::active_isa() once per call).
 // F(2x2, 3x3)'s float32 error is of the order of the direct sum's (its constants are 1 and 1/2).
 #include <algorithm>
 #include <atomic>
@@ -32,8 +33,6 @@ using namespace winograd;
 
 constexpr int kXi = 16;  // positions of the 4x4 transformed tile
 std::atomic<bool> g_enabled{true};
-
-gemm::Buffer& tl_partial() { thread_local gemm::Buffer b; return b; }  // dU and dbias per worker
 
 // v[xi * xs + c] = (B^T d B)[xi] for c < C, from the 16 input rows d[y*4 + x] (C floats each).
 CNNKIT_WINO_INLINE void input_transform_body(const float* const* d, int C, float* v, int64_t xs) {
@@ -185,59 +184,6 @@ void kernel_transform(const float* weight, int C, int OC, float* u) {
     }
 }
 
-// The weight gradient's transforms: V row-major (v[xi * xs + c]) and dM.
-struct Transforms {
-    void (*input)(const float* const*, int, float*, int64_t);
-    void (*dout)(const float* const*, int, float*, int64_t);
-};
-
-#define CNNKIT_WINO_VARIANT(SUFFIX, ATTR, PANEL)                                                   \
-    ATTR void input_##SUFFIX(const float* const* d, int C, float* v, int64_t xs) {                \
-        input_transform_body(d, C, v, xs);                                                        \
-    }                                                                                             \
-    template <bool RELU, bool RES>                                                                \
-    ATTR void output_##SUFFIX(const float* m, int64_t xs, int OC, const float* bias,              \
-                              const float* const* res, float* const* y) {                         \
-        output_transform_body<RELU, RES>(m, xs, OC, bias, res, y);                                \
-    }                                                                                             \
-    ATTR void dout_##SUFFIX(const float* const* dy, int OC, float* dm, int64_t xs) {              \
-        dout_transform_body(dy, OC, dm, xs);                                                      \
-    }                                                                                             \
-    const Transforms transforms_##SUFFIX = {input_##SUFFIX, dout_##SUFFIX};                       \
-    const ForwardTiles forward_##SUFFIX = {                                                       \
-        2, kernel_transform, input_panel_scalar, PANEL,                                           \
-        {{output_##SUFFIX<false, false>, output_##SUFFIX<false, true>},                           \
-         {output_##SUFFIX<true, false>, output_##SUFFIX<true, true>}}};
-
-CNNKIT_WINO_VARIANT(base, , nullptr)
-#ifdef CNNKIT_X86_KERNELS
-CNNKIT_WINO_VARIANT(avx2, __attribute__((target("avx2,fma"))), input_panel_mr6_avx2)
-CNNKIT_WINO_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))),
-                    input_panel_mr6_avx2)
-#endif
-
-const Transforms& active_transforms() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return transforms_avx512;
-        case cpu::Isa::kAvx2: return transforms_avx2;
-        default: break;
-    }
-#endif
-    return transforms_base;
-}
-
-const ForwardTiles& f2_tiles() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return forward_avx512;
-        case cpu::Isa::kAvx2: return forward_avx2;
-        default: break;
-    }
-#endif
-    return forward_base;
-}
-
 // dweight (3,3,C,OC) = G^T dU G, from du[(xi*C + c)*OC + oc]. Parallel over input channels.
 void weight_grad_transform(const float* du, int C, int OC, float* dweight) {
     const int64_t CO = (int64_t)C * OC;
@@ -259,6 +205,54 @@ void weight_grad_transform(const float* du, int C, int OC, float* dweight) {
             }
         }
     }
+}
+
+#define CNNKIT_WINO_VARIANT(SUFFIX, ATTR, PANEL)                                                   \
+    ATTR void input_##SUFFIX(const float* const* d, int C, float* v, int64_t xs) {                \
+        input_transform_body(d, C, v, xs);                                                        \
+    }                                                                                             \
+    template <bool RELU, bool RES>                                                                \
+    ATTR void output_##SUFFIX(const float* m, int64_t xs, int OC, const float* bias,              \
+                              const float* const* res, float* const* y) {                         \
+        output_transform_body<RELU, RES>(m, xs, OC, bias, res, y);                                \
+    }                                                                                             \
+    ATTR void dout_##SUFFIX(const float* const* dy, int OC, float* dm, int64_t xs) {              \
+        dout_transform_body(dy, OC, dm, xs);                                                      \
+    }                                                                                             \
+    const WeightGradTiles weight_grad_##SUFFIX = {2, input_##SUFFIX, dout_##SUFFIX,               \
+                                                  weight_grad_transform};                         \
+    const ForwardTiles forward_##SUFFIX = {                                                       \
+        2, kernel_transform, input_panel_scalar, PANEL,                                           \
+        {{output_##SUFFIX<false, false>, output_##SUFFIX<false, true>},                           \
+         {output_##SUFFIX<true, false>, output_##SUFFIX<true, true>}}};
+
+CNNKIT_WINO_VARIANT(base, , nullptr)
+#ifdef CNNKIT_X86_KERNELS
+CNNKIT_WINO_VARIANT(avx2, __attribute__((target("avx2,fma"))), input_panel_mr6_avx2)
+CNNKIT_WINO_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))),
+                    input_panel_mr6_avx2)
+#endif
+
+const WeightGradTiles& f2_weight_grad_tiles() {
+#ifdef CNNKIT_X86_KERNELS
+    switch (cpu::active_isa()) {
+        case cpu::Isa::kAvx512: return weight_grad_avx512;
+        case cpu::Isa::kAvx2: return weight_grad_avx2;
+        default: break;
+    }
+#endif
+    return weight_grad_base;
+}
+
+const ForwardTiles& f2_tiles() {
+#ifdef CNNKIT_X86_KERNELS
+    switch (cpu::active_isa()) {
+        case cpu::Isa::kAvx512: return forward_avx512;
+        case cpu::Isa::kAvx2: return forward_avx2;
+        default: break;
+    }
+#endif
+    return forward_base;
 }
 
 // The shapes Winograd's tiles can take: 3x3, stride 1, undilated, at least a 2x2 output.
@@ -296,79 +290,7 @@ void winograd_forward(float* out, const float* inp, const float* weight, const f
 
 void winograd_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
                           const Window2d& g, int OC) {
-    // dout is (N,OH,OW,OC), inp (N,H,W,C); dweight (3,3,C,OC) and dbias (OC), either may be null
-    const int C = g.C;
-    const Transforms& tf = active_transforms();
-    const TileGrid grid(g, 2);
-    const int64_t tiles = grid.count(g);
-    const int64_t CO = (int64_t)C * OC;
-    // The tiles are the sums' depth: blocks of 2 MB of V and dM (against the forward pass's
-    // 1.5 MB) amortise reading and writing the worker's 16 x C x OC partial sums. Measured
-    // at 0.5, 1, 2 and 24 MB: 1-2 MB best, 24 MB 1.5-2x slower (V and dM left the caches).
-    const int64_t TB = block_tiles(tiles, kXi, C, OC, 2 << 20, 16, 2048);
-    const int64_t nblocks = (tiles + TB - 1) / TB;
-    // Each worker takes a fixed, contiguous run of blocks: the sums' order, and so the result,
-    // depends on the thread count only, as gemm_backward's does.
-    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(gemm::max_threads(), nblocks));
-    const int64_t per = (nblocks + workers - 1) / workers;
-    const int64_t stride = kXi * CO + OC;  // a worker's dU and dbias
-    float* part = gemm::reserve(tl_partial(), (std::size_t)(workers * stride));
-#pragma omp parallel for schedule(static)
-    for (int64_t w = 0; w < workers; ++w) {
-        float* du = part + w * stride;
-        float* db = du + kXi * CO;
-        std::fill(db, db + OC, 0.f);
-        float* v = gemm::reserve(tl_v(), (std::size_t)(kXi * TB * C));
-        float* dm = gemm::reserve(tl_m(), (std::size_t)(kXi * TB * OC));
-        const int64_t wmax = std::max(C, OC);
-        float* rows = gemm::reserve(tl_rows(), (std::size_t)wmax);
-        std::fill(rows, rows + wmax, 0.f);
-        const float* zeros = rows;
-        bool first = true;
-        for (int64_t blk = w * per; blk < std::min(nblocks, (w + 1) * per); ++blk) {
-            const int64_t t0 = blk * TB;
-            const int nt = (int)std::min(TB, tiles - t0);
-            const float* d[16];
-            const float* dy[4];
-            for (int r = 0; r < nt; ++r) {
-                int64_t n;
-                int oh0, ow0;
-                grid.locate(t0 + r, &n, &oh0, &ow0);
-                if (dweight) {
-                    tile_input_rows(inp, g, 2, n, oh0, ow0, zeros, d);
-                    tf.input(d, C, v + (int64_t)r * C, TB * C);
-                }
-                tile_output_rows(dout, g, 2, OC, n, oh0, ow0, zeros, dy);
-                if (dweight) tf.dout(dy, OC, dm + (int64_t)r * OC, TB * OC);
-                if (dbias)
-                    for (int k = 0; k < 4; ++k)
-                        if (dy[k] != zeros)
-                            for (int oc = 0; oc < OC; ++oc) db[oc] += dy[k][oc];
-            }
-            if (dweight)
-                for (int xi = 0; xi < kXi; ++xi)
-                    gemm::gemm_serial(C, OC, nt, gemm::MatView{v + xi * TB * C, C}, true,
-                                      gemm::MatView{dm + xi * TB * OC, OC}, false, du + xi * CO,
-                                      OC, !first);
-            first = false;
-        }
-        if (first && dweight) std::fill(du, du + kXi * CO, 0.f);  // a worker without blocks
-    }
-    // The workers' sums, added into worker 0's, then turned back into the 3x3 kernel.
-    const int64_t nsum = dweight ? kXi * CO : 0;
-#pragma omp parallel for schedule(static) if (nsum > 16384)
-    for (int64_t e = 0; e < nsum; ++e) {
-        float s = part[e];
-        for (int64_t w = 1; w < workers; ++w) s += part[w * stride + e];
-        part[e] = s;
-    }
-    if (dweight) weight_grad_transform(part, C, OC, dweight);
-    if (dbias)
-        for (int oc = 0; oc < OC; ++oc) {
-            float s = 0.f;
-            for (int64_t w = 0; w < workers; ++w) s += part[w * stride + kXi * CO + oc];
-            dbias[oc] = s;
-        }
+    winograd::weight_grad(f2_weight_grad_tiles(), dweight, dbias, dout, inp, g, OC);
 }
 
 }  // namespace conv

@@ -1,6 +1,7 @@
 // conv/conv2d_winograd.h: what Winograd's tile sizes share (conv2d_winograd.cpp: F(2x2, 3x3)):
-// where a tile's pixels are, how many tiles go in a block, and the forward pass itself
-// (conv2d_winograd_forward.cpp), which runs a tile size through the table of its transforms.
+// where a tile's pixels are, how many tiles go in a block, and the passes themselves
+// (conv2d_winograd_forward.cpp, conv2d_winograd_weight_grad.cpp), which run a tile size through
+// the table of its transforms.
 //
 // F(m x m, 3x3) reads an (m+2) x (m+2) block of input per m x m block of outputs (a "tile"). Its
 // (m+2)^2 positions xi each make one GEMM, M[xi] (tiles x OC) = V[xi] (tiles x C) * U[xi]
@@ -52,6 +53,28 @@ struct ForwardTiles {
 // inp (N,H,W,C), weight (3,3,C,OC), bias (OC) or null, residual (N,OH,OW,OC) or null.
 void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
              const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
+
+// V of one tile, row-major: v[xi * xs + c] for c < C, from its (m+2)^2 input rows.
+using InputFn = void (*)(const float* const* d, int C, float* v, int64_t xs);
+// dM of one tile: dm[xi * xs + oc] = (A dY A^T)[xi], from its m^2 rows of output gradient.
+using DoutFn = void (*)(const float* const* dy, int OC, float* dm, int64_t xs);
+// dweight (3,3,C,OC) = G^T dU G, from du[(xi*C + c)*OC + oc].
+using WeightFn = void (*)(const float* du, int C, int OC, float* dweight);
+
+// One tile size's weight-gradient transforms, compiled for one instruction set. The weight
+// gradient is the adjoint of the forward chain: dM = A dY A^T, dU[xi] = sum over tiles of
+// V[xi]^T dM[xi], dW = G^T dU G.
+struct WeightGradTiles {
+    int m;
+    InputFn input;
+    DoutFn dout;
+    WeightFn weight;
+};
+
+// The weight gradient by the tiles of tf (conv2d_winograd_weight_grad.cpp): dout (N,OH,OW,OC),
+// inp (N,H,W,C); dweight (3,3,C,OC) and dbias (OC), either may be null.
+void weight_grad(const WeightGradTiles& tf, float* dweight, float* dbias, const float* dout,
+                 const float* inp, const Window2d& g, int OC);
 
 // Where a tile's pixels are: the tile grid is TH x TW per image, tile t of the whole batch.
 struct TileGrid {
