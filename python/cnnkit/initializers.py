@@ -15,10 +15,10 @@ Values are drawn in float64 and returned as C-contiguous float32 (or the dtype a
 import inspect
 import math
 import numbers
-import re
 
 import numpy as np
 
+from ._naming import snake_case
 from . import utils
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "Identity", "RandomNormal",
@@ -300,13 +300,9 @@ _CLASSES = [Zeros, Ones, Constant, Identity, RandomNormal, RandomUniform, Trunca
             LecunUniform, Orthogonal]
 
 
-def _snake_case(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 # Keras' lookup table: class names, their snake_case names, and Keras' aliases (case-sensitive).
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
-_BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
+_BY_NAME.update({snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"normal": RandomNormal, "uniform": RandomUniform, "one": Ones, "zero": Zeros,
                  "IdentityInitializer": Identity, "OrthogonalInitializer": Orthogonal})
 

@@ -8,9 +8,9 @@ layers continue the path: layers/sequential/layers/conv2d/vars/0. The optimizer'
 are at optimizer/vars/0, 1, ... (optimizer_vars.py). Names are therefore free to differ between
 the file and the model: a model built again in cnnkit or in Keras finds its weights.
 """
-import re
-
 import numpy as np
+
+from .._naming import snake_case
 
 
 def h5py_module():
@@ -19,14 +19,6 @@ def h5py_module():
     except ImportError:
         raise ImportError("Reading and writing Keras files needs h5py: pip install h5py") from None
     return h5py
-
-
-def snake_case(class_name):
-    """Keras' rule: ConvTwoD -> conv_two_d, Conv2D -> conv2d, BatchNormalization ->
-    batch_normalization."""
-    name = re.sub(r"\W+", "", class_name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def layer_keys(class_names):

@@ -23,11 +23,11 @@ batch by batch, and each gets the answers it would get alone. Models that share 
 autoencoder and its encoder) share their locks.
 """
 import contextlib
-import re
 import threading
 
 import numpy as np
 
+from .._naming import snake_case
 from .._args import c_array, shape_str
 from .call_state import NO_BUFFERS, Buffers, CallState, Workspaces
 
@@ -42,11 +42,6 @@ TRAINABLE_VERSION = [0]
 # recomputes the list of locks it takes (Layer._exclusive) when this moves.
 STRUCTURE_VERSION = [0]
 _NAME_COUNTS = {}
-
-
-def _snake_case(name):
-    name = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base):
@@ -117,7 +112,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string without "
                              f"'/', got {name!r}")
-        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self.name = name or unique_name(snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)

@@ -14,7 +14,7 @@ MeanMetricWrapper (register it in FUNCTIONS to use it by name).
 """
 import inspect
 
-from ..layers.base import _snake_case
+from .._naming import snake_case
 from . import accuracy as _accuracy
 from . import base as _base
 from . import confusion as _confusion
@@ -46,7 +46,7 @@ _CLASSES = [Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccu
             TruePositives, FalsePositives, TrueNegatives, FalseNegatives, MeanSquaredError,
             MeanAbsoluteError, RootMeanSquaredError]
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
-_BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
+_BY_NAME.update({snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
                  "MAE": MeanAbsoluteError})
 _ALL_CLASSES = {cls.__name__: cls for cls in _CLASSES + [Mean, Sum, MeanMetricWrapper]}
@@ -59,7 +59,7 @@ _KERAS_ONLY = {"BinaryCrossentropy", "BinaryIoU", "CategoricalCrossentropy", "Ca
                "Poisson", "PrecisionAtRecall", "R2Score", "RecallAtPrecision",
                "SensitivityAtSpecificity", "SparseCategoricalCrossentropy",
                "SpecificityAtSensitivity", "SquaredHinge"}
-_KERAS_ONLY |= {_snake_case(name) for name in _KERAS_ONLY} | {
+_KERAS_ONLY |= {snake_case(name) for name in _KERAS_ONLY} | {
     "bce", "BCE", "mape", "MAPE", "msle", "MSLE", "f_beta_score", "io_u", "mean_io_u",
     "binary_io_u", "one_hot_io_u", "one_hot_mean_io_u"}
 
@@ -118,7 +118,7 @@ def get(identifier, loss=None, output_shape=None, sparse_labels=False):
                         f"{identifier.__name__}")
     if callable(identifier):
         name = getattr(identifier, "__name__", type(identifier).__name__)
-        return MeanMetricWrapper(identifier, name=_snake_case(name))
+        return MeanMetricWrapper(identifier, name=snake_case(name))
     raise TypeError(f"Unknown metric {identifier!r}: give a name, a Metric, a Metric class or "
                     "a function fn(y_true, y_pred)")
 

@@ -11,7 +11,8 @@ import numbers
 
 import numpy as np
 
-from ..layers.base import _snake_case, unique_name
+from .._naming import snake_case
+from ..layers.base import unique_name
 
 __all__ = ["Metric", "Mean", "Sum", "MeanMetricWrapper"]
 
@@ -100,7 +101,7 @@ class Metric:
     def __init__(self, dtype=None, name=None):  # Keras' order
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
-        self.name = name if name is not None else unique_name(_snake_case(type(self).__name__))
+        self.name = name if name is not None else unique_name(snake_case(type(self).__name__))
         self._dtype = _dtype_name(dtype, type(self).__name__)
 
     @property

@@ -10,22 +10,16 @@ A warm step allocates no array.
 get_state()/set_state() carry iterations and every slot, so a saved model resumes exactly.
 """
 import math
-import re
 import warnings
 
 import numpy as np
 
+from .._naming import snake_case
 from .. import _args, _core
 from .._optimizer_args import clipnorm_scale, global_clipnorm_scale
 from . import schedules
 
 __all__ = ["Optimizer"]
-
-
-def _snake_case(name):
-    # Keras' auto_name: "RMSprop" -> "rm_sprop", "AdamW" -> "adam_w".
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _optional_number(value, name, fn, **limits):
@@ -58,7 +52,7 @@ class Optimizer:
             raise NotImplementedError(f"{fn}: gradient_accumulation_steps="
                                       f"{gradient_accumulation_steps!r}: cnnkit does not "
                                       "accumulate gradients (use a larger batch_size)")
-        self.name = name if name is not None else _snake_case(fn)
+        self.name = name if name is not None else snake_case(fn)
         if not isinstance(self.name, str):
             raise TypeError(f"{fn}: name must be a string, got {name!r}")
         self._learning_rate = self._checked_learning_rate(learning_rate)
