@@ -1,11 +1,13 @@
-"""Seconds per training step of airbench94 (batch 1024 by default) and per TTA batch, with
-Winograd's F(2x2, 3x3) on and off, alternating in one process.
+"""Seconds per training step of airbench94 (batch 1024 by default) and per TTA batch on the
+direct paths, on Winograd's F(2x2, 3x3) alone, and on cnnkit's measured choice of tile sizes
+(F(4x4, 3x3) where it measured faster), alternating in one process.
 
     python bench/airbench_step.py [--batch 1024] [--steps 3] [--repeats 3] [--threads N]
 
 Each repetition times --steps training steps (train_on_batch on random images, after one warm
-step), then a predict of the same batch, once with cnnkit._core.set_winograd(False) and once
-with True. Prints the medians and their ratio.
+step), then a predict of the same batch, with cnnkit._core.set_winograd(False), then
+set_winograd_tile(2) (F(2x2) wherever a 3x3 stride-1 convolution has a 2x2 output or more), then
+the default, set_winograd_tile(0). Prints the medians and their ratios to the direct paths'.
 """
 import argparse
 import statistics
@@ -39,8 +41,11 @@ def main():
                   loss=losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2))
     model.train_on_batch(x, y)  # warm: buffers grown
 
-    def run(winograd):
+    paths = {"direct": (False, 0), "F(2x2)": (True, 2), "measured choice": (True, 0)}
+
+    def run(winograd, tile):
         _core.set_winograd(winograd)
+        _core.set_winograd_tile(tile)
         start = time.perf_counter()
         for _ in range(args.steps):
             model.train_on_batch(x, y)
@@ -49,18 +54,23 @@ def main():
         model.predict(x, batch_size=args.batch, verbose=0)
         return step, time.perf_counter() - start
 
-    times = {False: [], True: []}
-    run(True)
+    times = {name: [] for name in paths}
+    for name in paths:
+        run(*paths[name])  # warm each path's buffers
     for _ in range(args.repeats):
-        for winograd in (False, True):
-            times[winograd].append(run(winograd))
+        for name, path in paths.items():
+            times[name].append(run(*path))
     _core.set_winograd(True)
+    _core.set_winograd_tile(0)
     print(f"CPU: {cpu_name()}; ISA {_core.simd_isa()}; {cnnkit.get_num_threads()} threads; "
           f"batch {args.batch}; median of {args.repeats}")
-    med = {w: [statistics.median(t[i] for t in times[w]) for i in (0, 1)] for w in times}
+    med = {name: [statistics.median(t[i] for t in times[name]) for i in (0, 1)] for name in times}
     for i, what in enumerate(("training step", "predict")):
-        print(f"{what}: direct {med[False][i]:.2f} s, Winograd {med[True][i]:.2f} s, "
-              f"speed-up {med[False][i] / med[True][i]:.2f}x")
+        direct = med["direct"][i]
+        print(f"{what}: " + ", ".join(
+            f"{name} {med[name][i]:.2f} s" + ("" if name == "direct" else
+                                              f" ({direct / med[name][i]:.2f}x)")
+            for name in paths))
 
 
 if __name__ == "__main__":

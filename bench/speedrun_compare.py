@@ -2,13 +2,14 @@
 each run in its own process, the two alternating, on the same data and threads.
 
     python bench/speedrun_compare.py [--rounds 2] [--seeds 0] [--epochs 9.9] [--limit N]
-                                     [--threads N] [--markdown]
+                                     [--threads N] [--reports FILE] [--markdown]
 
 Each round runs, for each seed, PyTorch then cnnkit (each reads the same --data folder or
 $CNNKIT_DATA). A row per run: training, TTA and total seconds, the test accuracy with and
 without TTA; then, per round and seed, cnnkit's total time over PyTorch's. --limit N trains on
 the first N images and tests on the first N (a quick timing; its accuracies mean little).
-PyTorch must be installed (it is not a cnnkit dependency).
+--reports FILE appends each run's whole report (per-epoch times and accuracies) to FILE as a
+line of JSON, as each run ends. PyTorch must be installed (it is not a cnnkit dependency).
 """
 import argparse
 import json
@@ -50,6 +51,7 @@ def main():
     parser.add_argument("--threads", type=int)
     parser.add_argument("--data", help="folder holding cifar-10-batches-py/ "
                                        "(default: $CNNKIT_DATA)")
+    parser.add_argument("--reports", help="append each run's JSON report to this file")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     rows, ratios = [], []
@@ -59,6 +61,9 @@ def main():
             for framework in ("PyTorch", "cnnkit"):
                 r = run(framework, seed, args)
                 reports[framework] = r
+                if args.reports:
+                    with open(args.reports, "a") as f:
+                        f.write(json.dumps({"round": round_ + 1, "framework": framework, **r}) + "\n")
                 rows.append([str(round_ + 1), str(seed), framework, f"{r['train_seconds']:.1f}",
                              f"{r['tta_seconds']:.1f}", f"{r['total_seconds']:.1f}",
                              f"{100 * r['test_accuracy']:.2f}",

@@ -1,13 +1,16 @@
-"""Winograd's F(2x2, 3x3) against the direct convolution paths (the packed GEMM, the few-channel
-kernels), forward and backward, at the 3x3 stride-1 shapes of airbench94 (batch 256 by default),
-ResNet-20 and the classic Keras CIFAR-10 CNN (batch 64).
+"""Winograd's F(2x2, 3x3) and F(4x4, 3x3) against the direct convolution paths (the packed GEMM,
+the few-channel kernels), forward and backward, at the 3x3 stride-1 shapes of airbench94 (batch
+256 by default), ResNet-20 and the classic Keras CIFAR-10 CNN (batch 64).
 
-    python bench/winograd.py [--batch 256] [--repeats 5] [--threads N] [--markdown]
+    python bench/winograd.py [--batch 256] [--repeats 5] [--threads N] [--forward-only] [--markdown]
 
-Both paths run in one process, alternating within each repetition (cnnkit._core.set_winograd
-switches between them); each time is the median over the repetitions. "speed-up" is the direct
-path's time over Winograd's. GFLOP/s counts the direct convolution's 2 flops per multiply-add
-(backward: the input and weight gradients), whichever path ran, so it is an effective rate.
+The three run in one process, alternating within each repetition (cnnkit._core.set_winograd and
+set_winograd_tile switch between them, each tile size forced onto every shape); each time is the
+median over the repetitions. "F2x" and "F4x" are the direct path's time over each tile size's.
+The backward pass's input gradient is the forward pass of the turned kernel, so it takes the
+forced tile size too; the weight gradient is F(2x2)'s or the direct one by its own rule.
+GFLOP/s counts the direct convolution's 2 flops per multiply-add (backward: the input and
+weight gradients), whichever path ran, so it is an effective rate.
 """
 import argparse
 import statistics
@@ -37,9 +40,13 @@ SHAPES = [
 ]
 
 
-def timed(fn, winograd):
+PATHS = (("direct", False, 0), ("F(2x2)", True, 2), ("F(4x4)", True, 4))
+
+
+def timed(fn, winograd, tile):
     def run():
         _core.set_winograd(winograd)
+        _core.set_winograd_tile(tile)
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
@@ -47,14 +54,15 @@ def timed(fn, winograd):
 
 
 def compare(fn, repeats):
-    """Median seconds of fn with Winograd off, then on, alternating."""
-    off, on = timed(fn, False), timed(fn, True)
-    off(), on()  # warm: buffers grown, pages touched
-    t_off, t_on = [], []
+    """Median seconds of fn on each of PATHS, alternating."""
+    runs = [timed(fn, on, tile) for _, on, tile in PATHS]
+    for run in runs:
+        run()  # warm: buffers grown, pages touched
+    times = [[] for _ in runs]
     for _ in range(repeats):
-        t_off.append(off())
-        t_on.append(on())
-    return statistics.median(t_off), statistics.median(t_on)
+        for run, t in zip(runs, times):
+            t.append(run())
+    return [statistics.median(t) for t in times]
 
 
 def main():
@@ -63,6 +71,7 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--forward-only", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -77,17 +86,22 @@ def main():
         y = ops.conv2d_forward(x, k, b, padding=padding)
         dy = rng.standard_normal(y.shape, dtype=np.float32)
         macs = y.size * 9 * c
-        fwd = compare(lambda: ops.conv2d_forward(x, k, b, padding=padding), args.repeats)
-        bwd = compare(lambda: ops.conv2d_backward(dy, x, k, padding=padding), args.repeats)
-        for part, (t_off, t_on), flops in (("forward", fwd, 2 * macs), ("backward", bwd, 4 * macs)):
-            rows.append([f"{name} (N={n})", part, f"{t_off * 1e3:.1f}", f"{t_on * 1e3:.1f}",
-                         f"{t_off / t_on:.2f}x", f"{flops / t_off / 1e9:.0f}",
-                         f"{flops / t_on / 1e9:.0f}"])
+        parts = [("forward", lambda: ops.conv2d_forward(x, k, b, padding=padding), 2 * macs)]
+        if not args.forward_only:
+            parts.append(("backward", lambda: ops.conv2d_backward(dy, x, k, padding=padding),
+                          4 * macs))
+        for part, fn, flops in parts:
+            direct, f2, f4 = compare(fn, args.repeats)
+            rows.append([f"{name} (N={n})", part, f"{direct * 1e3:.1f}", f"{f2 * 1e3:.1f}",
+                         f"{f4 * 1e3:.1f}", f"{direct / f2:.2f}x", f"{direct / f4:.2f}x",
+                         f"{flops / direct / 1e9:.0f}", f"{flops / min(f2, f4) / 1e9:.0f}"])
     _core.set_winograd(True)
+    _core.set_winograd_tile(0)
     print(f"CPU: {cpu_name()}; ISA {_core.simd_isa()}; {cnnkit.get_num_threads()} threads; "
           f"median of {args.repeats}")
-    print_table(["shape", "pass", "direct ms", "Winograd ms", "speed-up", "direct GFLOP/s",
-                 "Winograd eff. GFLOP/s"], rows, args.markdown, numeric_from=2)
+    print_table(["shape", "pass", "direct ms", "F(2x2) ms", "F(4x4) ms", "F2x", "F4x",
+                 "direct GFLOP/s", "best Winograd eff. GFLOP/s"], rows, args.markdown,
+                numeric_from=2)
 
 
 if __name__ == "__main__":

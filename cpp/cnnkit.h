@@ -286,11 +286,17 @@ void adopt_num_threads();
 const char* simd_isa();
 bool set_simd_isa(const char* name);
 
-// Whether 3x3 stride-1 convolutions take Winograd's F(2x2, 3x3) where it measured faster
-// (conv/conv2d_winograd.cpp: 24+ channels, 7x7+ images); on by default, off to compare it with
-// the direct paths.
+// Whether 3x3 stride-1 convolutions take Winograd's F(2x2, 3x3) or F(4x4, 3x3) where they
+// measured faster (conv/conv2d_winograd.cpp: 24+ channels, 7x7+ images); on by default, off to
+// compare them with the direct paths.
 void set_winograd(bool enabled);
 bool winograd_enabled();
+// Which tile size Winograd takes: 0 (the default) each where it measured faster (F(4x4, 3x3)
+// almost everywhere, conv/conv2d_impl.h), or 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)) for
+// every pass of every 3x3 stride-1 undilated convolution with a 2x2 output or more, whatever its
+// channels, to compare them; another value means 0.
+void set_winograd_tile(int m);
+int winograd_tile();
 
 }  // namespace cnnkit
 

@@ -26,6 +26,11 @@ void set_num_threads(int n) {
     cnnkit::set_num_threads(n);
 }
 
+void set_winograd_tile(int m) {
+    require(m == 0 || m == 2 || m == 4, "the Winograd tile must be 0, 2 or 4, got " + std::to_string(m));
+    cnnkit::set_winograd_tile(m);
+}
+
 void set_simd_isa(const std::string& name) {
     if (!cnnkit::set_simd_isa(name.c_str()))
         throw py::value_error("instruction set '" + name + "' is not available on this CPU or build "
@@ -57,7 +62,12 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_simd_isa", &set_simd_isa, "name"_a,
           "Chooses the micro-kernels' instruction set: 'generic', 'avx2' or 'avx512'.");
     m.def("winograd_enabled", &cnnkit::winograd_enabled,
-          "Whether 3x3 stride-1 convolutions (24+ channels, 7x7+ images) take Winograd's F(2x2, 3x3).");
+          "Whether 3x3 stride-1 convolutions (24+ channels, 7x7+ images) take Winograd's tiles.");
     m.def("set_winograd", &cnnkit::set_winograd, "enabled"_a,
-          "Turns Winograd's F(2x2, 3x3) on (the default) or off, to compare it with the direct paths.");
+          "Turns Winograd's F(2x2, 3x3) and F(4x4, 3x3) on (the default) or off, to compare them with the direct paths.");
+    m.def("winograd_tile", &cnnkit::winograd_tile,
+          "The Winograd output tile forced by set_winograd_tile: 2, 4, or 0 (each where it measured faster).");
+    m.def("set_winograd_tile", &set_winograd_tile, "m"_a,
+          "Forces Winograd's F(2x2, 3x3) (m=2) or F(4x4, 3x3) (m=4) on every 3x3 stride-1 forward "
+          "pass it can take, or restores the measured choice (m=0).");
 }

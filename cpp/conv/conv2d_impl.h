@@ -9,7 +9,8 @@
 //   conv2d_winograd.cpp      3x3 stride 1, 24+ channels in and out, 7x7+ images: Winograd's
 //                            F(2x2, 3x3), forward and weight gradient (the input gradient too,
 //                            as the forward pass of the turned kernel); its passes run in
-//                            conv2d_winograd_forward.cpp and conv2d_winograd_weight_grad.cpp
+//                            conv2d_winograd_forward.cpp and conv2d_winograd_weight_grad.cpp,
+//                            which also run F(4x4, 3x3) (conv2d_winograd_f4.cpp)
 //   conv2d_input_grad.cpp    a stride-1 input gradient as a forward convolution
 //   conv2d_grouped.cpp       groups > 1 or dilation > 1: the GEMM over a general im2col view
 //   depthwise.cpp            one input channel per group: direct loops vectorised over channels
@@ -106,10 +107,18 @@ void input_grad_as_forward(float* dinp, const float* dout, const float* weight, 
 // 3x3, stride 1, undilated, ungrouped, at least kWinogradMinChannels input and output channels,
 // a tile grid overhanging the output by at most a third, while set_winograd(true) (the
 // default): Winograd's F(2x2, 3x3) (conv/conv2d_winograd.cpp). The weight gradient also needs
-// kWinogradWeightGradMinOC outputs.
+// kWinogradWeightGradMinOC outputs. F(4x4, 3x3) (conv/conv2d_winograd_f4.cpp) takes the shapes
+// of these whose 4x4 tiles make fewer products than the 2x2 ones, with at most
+// kWinogradF4MaxChannels channels in and out together. set_winograd_tile (cnnkit.h) may force
+// either tile size.
 constexpr int kWinogradMinChannels = 24;
 constexpr int kWinogradWeightGradMinOC = 64;
+constexpr int kWinogradF4MaxChannels = 512;
 bool winograd_applies(const Window2d& g, int OC);
+// The output tile side the forward pass takes: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)), or 0 where
+// neither applies; the same for the weight gradient.
+int winograd_output_tile(const Window2d& g, int OC);
+int winograd_weight_grad_tile(const Window2d& g, int OC);
 bool winograd_weight_grad_applies(const Window2d& g, int OC);
 // residual (N,OH,OW,OC) or null: added before the ReLU, as few_channel_forward does.
 void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,

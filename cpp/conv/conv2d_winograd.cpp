@@ -16,9 +16,10 @@
 // of V[xi]^T dM[xi], dW = G^T dU G.
 //
 // The forward pass runs through conv2d_winograd_forward.cpp and the weight gradient through
-// conv2d_winograd_weight_grad.cpp; this file holds F(2x2)'s transforms and where they run. The
-// transforms are compiled for the build's baseline and, where the x86 kernels are, for AVX2 and
-// AVX-512 (picked by cpu::active_isa() once per call).
+// conv2d_winograd_weight_grad.cpp, which F(4x4, 3x3) (conv2d_winograd_f4.cpp) shares; this file
+// holds F(2x2)'s transforms and which tile size runs where. The transforms are compiled for the
+// build's baseline and, where the x86 kernels are, for AVX2 and AVX-512 (picked by
+// cpu::active_isa() once per call).
 // F(2x2, 3x3)'s float32 error is of the order of the direct sum's (its constants are 1 and 1/2).
 #include <algorithm>
 #include <atomic>
@@ -33,6 +34,7 @@ using namespace winograd;
 
 constexpr int kXi = 16;  // positions of the 4x4 transformed tile
 std::atomic<bool> g_enabled{true};
+std::atomic<int> g_tile{0};  // 0: the measured rule (winograd_output_tile), else 2 or 4
 
 // v[xi * xs + c] = (B^T d B)[xi] for c < C, from the 16 input rows d[y*4 + x] (C floats each).
 CNNKIT_WINO_INLINE void input_transform_body(const float* const* d, int C, float* v, int64_t xs) {
@@ -255,7 +257,7 @@ const ForwardTiles& f2_tiles() {
     return forward_base;
 }
 
-// The shapes Winograd's tiles can take: 3x3, stride 1, undilated, at least a 2x2 output.
+// The shapes either tile size can take: 3x3, stride 1, undilated, at least a 2x2 output.
 bool tiles_take(const Window2d& g) {
     return g.KH == 3 && g.KW == 3 && g.SH == 1 && g.SW == 1 && g.DH == 1 && g.DW == 1 &&
            g.OH >= 2 && g.OW >= 2;
@@ -270,32 +272,70 @@ bool f2_rule(const Window2d& g, int OC) {
     return g.C >= kWinogradMinChannels && OC >= kWinogradMinChannels && TileGrid(g, 2).fits(g);
 }
 
-}  // namespace
-
-bool winograd_applies(const Window2d& g, int OC) {
-    return g_enabled.load(std::memory_order_relaxed) && tiles_take(g) && f2_rule(g, OC);
+bool f4_rule(const Window2d& g, int OC) {
+    // Where F(2x2) runs, F(4x4) wherever its tiles make fewer products: 36 per 4x4 tile against
+    // 16 per 2x2 one, counting the tiles that overhang the output (a 6x6 image: 4 tiles of 4x4
+    // against 9 of 2x2, 144 products each way, stays on F(2x2)). Measured against F(2x2) and the
+    // direct paths (bench/winograd.py, batch 8-1024, 2 threads, AVX2 Zen 3, quiet): F(4x4) was
+    // faster at every shape F(2x2) runs, forward 1.2-1.55x F(2x2)'s speed (airbench94's 64->256
+    // on 15x15: 2.8x the direct path against 1.8x; 256->256 on 7x7: 2.1x against 1.6x; 64->64
+    // on 9x9 1.3x against 1.2x), the backward passes 1.0-1.5x. Up to 256 channels in and out:
+    // larger layers were not measured, and stay on F(2x2).
+    const int64_t f4 = (int64_t)TileGrid(g, 4).TH * TileGrid(g, 4).TW * 36;
+    const int64_t f2 = (int64_t)TileGrid(g, 2).TH * TileGrid(g, 2).TW * 16;
+    return f2_rule(g, OC) && g.C + OC <= kWinogradF4MaxChannels && f4 < f2;
 }
 
-bool winograd_weight_grad_applies(const Window2d& g, int OC) {
+bool f4_weight_grad_rule(const Window2d& g, int OC) {
+    // Where the forward pass takes it and F(2x2)'s weight gradient would run (64+ outputs).
+    return f4_rule(g, OC) && OC >= kWinogradWeightGradMinOC;
+}
+
+}  // namespace
+
+int winograd_output_tile(const Window2d& g, int OC) {
+    if (!g_enabled.load(std::memory_order_relaxed) || !tiles_take(g)) return 0;
+    const int forced = g_tile.load(std::memory_order_relaxed);
+    if (forced) return forced;
+    if (f4_rule(g, OC)) return 4;
+    return f2_rule(g, OC) ? 2 : 0;
+}
+
+bool winograd_applies(const Window2d& g, int OC) { return winograd_output_tile(g, OC) != 0; }
+
+int winograd_weight_grad_tile(const Window2d& g, int OC) {
+    if (!g_enabled.load(std::memory_order_relaxed) || !tiles_take(g)) return 0;
+    const int forced = g_tile.load(std::memory_order_relaxed);
+    if (forced) return forced;
+    if (f4_weight_grad_rule(g, OC)) return 4;
     // The weight gradient's GEMMs sum over tiles into 16 C x OC partial sums; with fewer than
     // 64 outputs they ran slower than the direct kernels (32->32: 0.8-0.9x; 64->64 1.0-1.3x,
     // 64->256 1.5-1.7x, 256->256 at 7x7 1.1-1.35x, same bench).
-    return winograd_applies(g, OC) && OC >= kWinogradWeightGradMinOC;
+    return f2_rule(g, OC) && OC >= kWinogradWeightGradMinOC ? 2 : 0;
+}
+
+bool winograd_weight_grad_applies(const Window2d& g, int OC) {
+    return winograd_weight_grad_tile(g, OC) != 0;
 }
 
 void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                       const Window2d& g, int OC, bool relu, const float* residual) {
-    winograd::forward(f2_tiles(), out, inp, weight, bias, g, OC, relu, residual);
+    const ForwardTiles& tf = winograd_output_tile(g, OC) == 4 ? f4_tiles() : f2_tiles();
+    winograd::forward(tf, out, inp, weight, bias, g, OC, relu, residual);
 }
 
 void winograd_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
                           const Window2d& g, int OC) {
-    winograd::weight_grad(f2_weight_grad_tiles(), dweight, dbias, dout, inp, g, OC);
+    const WeightGradTiles& tf =
+        winograd_weight_grad_tile(g, OC) == 4 ? f4_weight_grad_tiles() : f2_weight_grad_tiles();
+    winograd::weight_grad(tf, dweight, dbias, dout, inp, g, OC);
 }
 
 }  // namespace conv
 
 void set_winograd(bool enabled) { conv::g_enabled.store(enabled); }
 bool winograd_enabled() { return conv::g_enabled.load(); }
+void set_winograd_tile(int m) { conv::g_tile.store(m == 2 || m == 4 ? m : 0); }
+int winograd_tile() { return conv::g_tile.load(); }
 
 }  // namespace cnnkit

@@ -1,7 +1,7 @@
-// conv/conv2d_winograd.h: what Winograd's tile sizes share (conv2d_winograd.cpp: F(2x2, 3x3)):
-// where a tile's pixels are, how many tiles go in a block, and the passes themselves
-// (conv2d_winograd_forward.cpp, conv2d_winograd_weight_grad.cpp), which run a tile size through
-// the table of its transforms.
+// conv/conv2d_winograd.h: what Winograd's two tile sizes share (conv2d_winograd.cpp: F(2x2, 3x3),
+// conv2d_winograd_f4.cpp: F(4x4, 3x3)): where a tile's pixels are, how many tiles go in a block,
+// and the passes themselves (conv2d_winograd_forward.cpp, conv2d_winograd_weight_grad.cpp),
+// which run either size through the table of its transforms.
 //
 // F(m x m, 3x3) reads an (m+2) x (m+2) block of input per m x m block of outputs (a "tile"). Its
 // (m+2)^2 positions xi each make one GEMM, M[xi] (tiles x OC) = V[xi] (tiles x C) * U[xi]
@@ -22,7 +22,7 @@ namespace winograd {
 
 #define CNNKIT_WINO_INLINE inline __attribute__((always_inline))
 
-constexpr int kMaxXi = 36;  // positions of the largest transformed tile F(m x m) may use, m = 4
+constexpr int kMaxXi = 36;  // positions of the largest transformed tile, F(4x4)'s 6x6
 
 // Scratch of the calling thread (one Winograd pass runs at a time per thread).
 inline gemm::Buffer& tl_v() { thread_local gemm::Buffer b; return b; }     // a block's V
@@ -75,6 +75,10 @@ struct WeightGradTiles {
 // inp (N,H,W,C); dweight (3,3,C,OC) and dbias (OC), either may be null.
 void weight_grad(const WeightGradTiles& tf, float* dweight, float* dbias, const float* dout,
                  const float* inp, const Window2d& g, int OC);
+
+// F(4x4, 3x3)'s transforms for the active instruction set (conv2d_winograd_f4.cpp).
+const ForwardTiles& f4_tiles();
+const WeightGradTiles& f4_weight_grad_tiles();
 
 // Where a tile's pixels are: the tile grid is TH x TW per image, tile t of the whole batch.
 struct TileGrid {
