@@ -235,27 +235,9 @@ CNNKIT_WINO_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx
                     input_panel_mr6_avx2)
 #endif
 
-const WeightGradTiles& f2_weight_grad_tiles() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return weight_grad_avx512;
-        case cpu::Isa::kAvx2: return weight_grad_avx2;
-        default: break;
-    }
-#endif
-    return weight_grad_base;
-}
+const WeightGradTiles& f2_weight_grad_tiles() { return CNNKIT_WINO_PICK(weight_grad); }
 
-const ForwardTiles& f2_tiles() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return forward_avx512;
-        case cpu::Isa::kAvx2: return forward_avx2;
-        default: break;
-    }
-#endif
-    return forward_base;
-}
+const ForwardTiles& f2_tiles() { return CNNKIT_WINO_PICK(forward); }
 
 // The shapes either tile size can take: 3x3, stride 1, undilated, at least a 2x2 output.
 bool tiles_take(const Window2d& g) {

@@ -134,6 +134,22 @@ inline int64_t block_tiles(int64_t tiles, int xis, int C, int OC, int64_t bytes,
     return std::max<int64_t>(mr, tb / mr * mr);
 }
 
+// The variant of a transform table for the active instruction set, picked once per call:
+// CNNKIT_WINO_PICK(forward) is forward_avx512, forward_avx2 or forward_base.
+template <class T>
+const T& pick_isa(const T& base, const T* avx2, const T* avx512) {
+    switch (cpu::active_isa()) {
+        case cpu::Isa::kAvx512: return avx512 ? *avx512 : base;
+        case cpu::Isa::kAvx2: return avx2 ? *avx2 : base;
+        default: return base;
+    }
+}
+#ifdef CNNKIT_X86_KERNELS
+#define CNNKIT_WINO_PICK(NAME) pick_isa(NAME##_base, &NAME##_avx2, &NAME##_avx512)
+#else
+#define CNNKIT_WINO_PICK(NAME) pick_isa(NAME##_base, nullptr, nullptr)
+#endif
+
 #ifdef CNNKIT_X86_KERNELS
 // v[i] holds 8 channels of tile i (i < 6): stored transposed, as 8 runs of 6 floats (channel l's
 // 6 tiles at p + 6 l). An 8 x 8 transpose in registers with two zero rows; each store's last 2

@@ -277,27 +277,9 @@ CNNKIT_WINO_F4_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,
 
 }  // namespace
 
-const ForwardTiles& f4_tiles() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return tiles_avx512;
-        case cpu::Isa::kAvx2: return tiles_avx2;
-        default: break;
-    }
-#endif
-    return tiles_base;
-}
+const ForwardTiles& f4_tiles() { return CNNKIT_WINO_PICK(tiles); }
 
-const WeightGradTiles& f4_weight_grad_tiles() {
-#ifdef CNNKIT_X86_KERNELS
-    switch (cpu::active_isa()) {
-        case cpu::Isa::kAvx512: return weight_grad_avx512;
-        case cpu::Isa::kAvx2: return weight_grad_avx2;
-        default: break;
-    }
-#endif
-    return weight_grad_base;
-}
+const WeightGradTiles& f4_weight_grad_tiles() { return CNNKIT_WINO_PICK(weight_grad); }
 
 }  // namespace winograd
 }  // namespace conv
