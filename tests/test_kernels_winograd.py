@@ -51,19 +51,27 @@ def geometry(x, k, padding):
     return g, (g.SH, g.SW, g.PT, g.PL, g.OH, g.OW)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_winograd_fused_bias_relu_and_residual(isa_threads, winograd, relu, with_bias):
+def test_winograd_fused_bias_relu_and_residual(isa_threads, winograd, relu, with_bias, tile):
+    """Each tile size's output transform adds the bias and the residual, then the ReLU, on an
+    image whose last tiles are cut on both sides."""
     rng = np.random.default_rng(7)
-    x, k = rand(rng, 2, 7, 6, 24), rand(rng, 3, 3, 24, 32)
+    x, k = rand(rng, 2, 9, 6, 24), rand(rng, 3, 3, 24, 32)
     b = rand(rng, 32) if with_bias else None
     g, geo = geometry(x, k, "same")
     res = rand(rng, 2, g.OH, g.OW, 32)
     conv = R.conv2d_forward(x.astype(np.float64), k.astype(np.float64),
                             None if b is None else b.astype(np.float64), padding="same")
     act = (lambda v: np.maximum(v, 0)) if relu else (lambda v: v)
-    close(_core.conv2d_forward(x, k, b, *geo, relu=relu, residual=res), act(conv + res))
-    close(_core.conv2d_forward(x, k, b, *geo, relu=relu), act(conv))
+    before = _core.winograd_tile()
+    try:
+        _core.set_winograd_tile(tile)
+        close(_core.conv2d_forward(x, k, b, *geo, relu=relu, residual=res), act(conv + res))
+        close(_core.conv2d_forward(x, k, b, *geo, relu=relu), act(conv))
+    finally:
+        _core.set_winograd_tile(before)
 
 
 def test_winograd_relu_keeps_nan(winograd):
@@ -187,21 +195,6 @@ def test_winograd_f4_matches_reference_and_naive(isa_threads, winograd_f4, n, h,
     x, k, b = rand(rng, n, h, w, c), rand(rng, 3, 3, c, oc), rand(rng, oc)
     check_op(ops.conv2d_forward, ops.conv2d_backward, R.conv2d_forward, R.conv2d_backward,
              x, k, b, dict(padding=padding), rng)
-
-
-@pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_winograd_f4_fused_bias_relu_and_residual(isa_threads, winograd_f4, relu, with_bias):
-    rng = np.random.default_rng(8)
-    x, k = rand(rng, 2, 9, 6, 24), rand(rng, 3, 3, 24, 32)
-    b = rand(rng, 32) if with_bias else None
-    g, geo = geometry(x, k, "same")
-    res = rand(rng, 2, g.OH, g.OW, 32)
-    conv = R.conv2d_forward(x.astype(np.float64), k.astype(np.float64),
-                            None if b is None else b.astype(np.float64), padding="same")
-    act = (lambda v: np.maximum(v, 0)) if relu else (lambda v: v)
-    close(_core.conv2d_forward(x, k, b, *geo, relu=relu, residual=res), act(conv + res))
-    close(_core.conv2d_forward(x, k, b, *geo, relu=relu), act(conv))
 
 
 def test_winograd_f4_relu_keeps_nan(winograd_f4):
