@@ -259,7 +259,7 @@ bool f4_rule(const Window2d& g, int OC) {
     // 16 per 2x2 one, counting the tiles that overhang the output (a 6x6 image: 4 tiles of 4x4
     // against 9 of 2x2, 144 products each way, stays on F(2x2)). Measured against F(2x2) and the
     // direct paths (bench/winograd.py, batch 8-1024, 2 threads, AVX2 Zen 3, quiet): F(4x4) was
-    // faster at every shape F(2x2) runs, forward 1.2-1.55x F(2x2)'s speed (airbench94's 64->256
+    // faster at every shape F(2x2) runs, forward 1.1-1.55x F(2x2)'s speed (airbench94's 64->256
     // on 15x15: 2.8x the direct path against 1.8x; 256->256 on 7x7: 2.1x against 1.6x; 64->64
     // on 9x9 1.3x against 1.2x), the backward passes 1.0-1.5x. Up to 256 channels in and out:
     // larger layers were not measured, and stay on F(2x2).
