@@ -48,7 +48,11 @@ def test_one_and_two_threads_agree(threads):
     threads(2)
     two = run_everything()
     for a, b in zip(one, two):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+        # Sums split between threads round differently, by an error that follows the size of
+        # their terms: Winograd's F(4x4) weight gradient differs by 1.8e-6 of its largest value
+        # (4.4e3 here), so near-zero entries get an absolute tolerance from that scale.
+        scale = float(np.abs(np.asarray(b)).max())
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=max(1e-3, 1e-5 * scale))
 
 
 def test_the_thread_count_holds_for_kernels_called_from_other_python_threads(threads):
