@@ -103,6 +103,25 @@ def run_both(fn):
     return on, off
 
 
+def run_each_path(fn):
+    """fn() on the measured rule (0), F(2x2) and F(4x4) forced (2, 4) and the direct paths
+    ("direct"), the settings restored after."""
+    before, tile = _core.winograd_enabled(), _core.winograd_tile()
+    try:
+        _core.set_winograd(True)
+        out = {}
+        for m in (0, 2, 4):
+            _core.set_winograd_tile(m)
+            assert _core.winograd_tile() == m
+            out[m] = fn()
+        _core.set_winograd(False)
+        out["direct"] = fn()
+    finally:
+        _core.set_winograd_tile(tile)
+        _core.set_winograd(before)
+    return out
+
+
 # (C, OC, H, kernel, extra arguments) -> whether the forward pass, the input gradient and the
 # weight gradient take Winograd's path. The input gradient is the forward pass of the turned
 # kernel (OC in, C out).
@@ -220,19 +239,8 @@ def test_winograd_f4_is_taken_where_forced_and_differs_from_f2():
     def passes():
         return (ops.conv2d_forward(x, k, None, padding="same"),) + tuple(
             ops.conv2d_backward(dy, x, k, padding="same"))[:2]
-    before, tile = _core.winograd_enabled(), _core.winograd_tile()
-    try:
-        _core.set_winograd(True)
-        outs = {}
-        for m in (0, 2, 4):
-            _core.set_winograd_tile(m)
-            assert _core.winograd_tile() == m
-            outs[m] = passes()
-        _core.set_winograd(False)
-        direct = passes()
-    finally:
-        _core.set_winograd_tile(tile)
-        _core.set_winograd(before)
+    outs = run_each_path(passes)
+    direct = outs["direct"]
     for i, name in enumerate(("forward", "input gradient", "weight gradient")):
         assert np.array_equal(outs[0][i], direct[i]), name
         for m in (2, 4):
@@ -267,18 +275,7 @@ def test_winograd_rule_picks_the_tile_size(shape, tiles):
     def passes():
         return (ops.conv2d_forward(x, k, None, padding="same"),
                 ops.conv2d_backward(dy, x, k, padding="same")[1])
-    before, tile = _core.winograd_enabled(), _core.winograd_tile()
-    try:
-        _core.set_winograd(True)
-        by_tile = {}
-        for m in (0, 2, 4):
-            _core.set_winograd_tile(m)
-            by_tile[m] = passes()
-        _core.set_winograd(False)
-        by_tile["direct"] = passes()
-    finally:
-        _core.set_winograd_tile(tile)
-        _core.set_winograd(before)
+    by_tile = run_each_path(passes)
     for i, (name, want) in enumerate(zip(("forward", "weight gradient"), tiles)):
         got = by_tile[0][i]
         # each path rounds its own way: bitwise equality tells which one ran
