@@ -6,8 +6,10 @@ each run in its own process, the two alternating, on the same data and threads.
 
 Each round runs, for each seed, PyTorch then cnnkit (each reads the same --data folder or
 $CNNKIT_DATA). A row per run: training, TTA and total seconds, the test accuracy with and
-without TTA; then, per round and seed, cnnkit's total time over PyTorch's. --limit N trains on
-the first N images and tests on the first N (a quick timing; its accuracies mean little).
+without TTA, and with TTA on the leading test rows whose pixels are the official ones
+(BITEXACT_ROWS.json); then, per round and seed, cnnkit's total time over PyTorch's. --limit N
+trains on the first N images and tests on the first N (a quick timing; its accuracies mean
+little).
 --reports FILE appends each run's whole report (per-epoch times and accuracies) to FILE as a
 line of JSON, as each run ends. PyTorch must be installed (it is not a cnnkit dependency).
 """
@@ -67,13 +69,15 @@ def main():
                 rows.append([str(round_ + 1), str(seed), framework, f"{r['train_seconds']:.1f}",
                              f"{r['tta_seconds']:.1f}", f"{r['total_seconds']:.1f}",
                              f"{100 * r['test_accuracy']:.2f}",
-                             f"{100 * r['test_accuracy_tta']:.2f}"])
+                             f"{100 * r['test_accuracy_tta']:.2f}",
+                             f"{100 * r['bitexact_accuracy_tta']:.2f}"
+                             if "bitexact_accuracy_tta" in r else "-"])
                 print(" | ".join(rows[-1]), flush=True)
             ratios.append(reports["cnnkit"]["total_seconds"] / reports["PyTorch"]["total_seconds"])
     print(f"\nCPU: {cpu_name()}; epochs {args.epochs}; limit {args.limit or 'none'}; "
           f"threads {args.threads or 'all'}")
     print_table(["round", "seed", "framework", "train s", "TTA s", "total s", "test %",
-                 "TTA test %"], rows, args.markdown, numeric_from=3)
+                 "TTA test %", "TTA %, bit-exact rows"], rows, args.markdown, numeric_from=3)
     print("cnnkit's total time over PyTorch's: " + ", ".join(f"{r:.2f}" for r in ratios))
 
 

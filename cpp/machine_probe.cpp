@@ -56,7 +56,13 @@ __attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iterations, f
     }
     __m512 sum = acc[0];
     for (int i = 1; i < kChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-    return _mm512_reduce_add_ps(sum);
+    // Summed through memory: GCC 12's _mm512_reduce_add_ps reads an undefined vector inside
+    // avx512fintrin.h and warns (-Wuninitialized) in every build.
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    float total = 0.0f;
+    for (float v : lanes) total += v;
+    return total;
 }
 #endif
 
