@@ -18,10 +18,13 @@ py=${PYTHON:-python3}
 
 # CNNKIT_SANITIZE=ON (CMakeLists.txt) adds -fsanitize=address,undefined, frame pointers and
 # -fno-sanitize-recover=undefined (a UB report aborts instead of printing and going on).
-# RelWithDebInfo (-O2 -g): optimised as shipped (vectorised loops, same code paths), with lines.
+# RelWithDebInfo (-O2, with CMakeLists.txt's -g1): optimised as shipped (vectorised loops, same
+# code paths), with the line tables that the reports' stack traces need.
+built_from=$SECONDS
 "$py" -m pip install --quiet --no-build-isolation --no-deps --target "$tmp/site" \
   -C cmake.define.CNNKIT_SANITIZE=ON -C cmake.build-type=RelWithDebInfo \
   -C build-dir="$tmp/build" "$repo"
+echo "sanitize.sh: built in $((SECONDS - built_from)) s"
 export PYTHONPATH="$tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 
 # The interpreter is not instrumented, so the ASan runtime must be preloaded: it has to come
