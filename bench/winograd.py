@@ -1,12 +1,16 @@
 """Winograd's F(2x2, 3x3) and F(4x4, 3x3) against the direct convolution paths (the packed GEMM,
 the few-channel kernels), forward and backward, at the 3x3 stride-1 shapes of airbench94 (batch
-256 by default), ResNet-20 and the classic Keras CIFAR-10 CNN (batch 64).
+256 by default), ResNet-20 and the classic Keras CIFAR-10 CNN (batch 64). F(4x4) runs twice:
+through the packed GEMMs, and unpacked (conv2d_winograd_fused.cpp, "F(4x4) unp."), where the
+output channels are a multiple of 8 (elsewhere the packed one runs in both columns).
 
     python bench/winograd.py [--batch 256] [--repeats 5] [--threads N] [--forward-only] [--markdown]
 
-The three run in one process, alternating within each repetition (cnnkit._core.set_winograd and
-set_winograd_tile switch between them, each tile size forced onto every shape); each time is the
-median over the repetitions. "F2x" and "F4x" are the direct path's time over each tile size's.
+The four run in one process, alternating within each repetition (cnnkit._core.set_winograd,
+set_winograd_tile and set_winograd_fused switch between them, each tile size forced onto every
+shape); each time is the median over the repetitions. "F2x", "F4x" and "F4ux" are the direct
+path's time over each one's. The unpacked driver runs only the forward pass (and the input
+gradient, a forward pass of the turned kernel); the two give bit-identical outputs.
 The backward pass's input gradient is the forward pass of the turned kernel, so it takes the
 forced tile size too; the weight gradient is F(2x2)'s or the direct one by its own rule.
 GFLOP/s counts the direct convolution's 2 flops per multiply-add (backward: the input and
@@ -40,13 +44,15 @@ SHAPES = [
 ]
 
 
-PATHS = (("direct", False, 0), ("F(2x2)", True, 2), ("F(4x4)", True, 4))
+PATHS = (("direct", False, 0, False), ("F(2x2)", True, 2, False), ("F(4x4)", True, 4, False),
+         ("F(4x4) unpacked", True, 4, True))
 
 
-def timed(fn, winograd, tile):
+def timed(fn, winograd, tile, fused):
     def run():
         _core.set_winograd(winograd)
         _core.set_winograd_tile(tile)
+        _core.set_winograd_fused(fused)
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
@@ -55,7 +61,7 @@ def timed(fn, winograd, tile):
 
 def compare(fn, repeats):
     """Median seconds of fn on each of PATHS, alternating."""
-    runs = [timed(fn, on, tile) for _, on, tile in PATHS]
+    runs = [timed(fn, on, tile, fused) for _, on, tile, fused in PATHS]
     for run in runs:
         run()  # warm: buffers grown, pages touched
     times = [[] for _ in runs]
@@ -91,15 +97,18 @@ def main():
             parts.append(("backward", lambda: ops.conv2d_backward(dy, x, k, padding=padding),
                           4 * macs))
         for part, fn, flops in parts:
-            direct, f2, f4 = compare(fn, args.repeats)
+            direct, f2, f4, f4u = compare(fn, args.repeats)
             rows.append([f"{name} (N={n})", part, f"{direct * 1e3:.1f}", f"{f2 * 1e3:.1f}",
-                         f"{f4 * 1e3:.1f}", f"{direct / f2:.2f}x", f"{direct / f4:.2f}x",
-                         f"{flops / direct / 1e9:.0f}", f"{flops / min(f2, f4) / 1e9:.0f}"])
+                         f"{f4 * 1e3:.1f}", f"{f4u * 1e3:.1f}", f"{direct / f2:.2f}x",
+                         f"{direct / f4:.2f}x", f"{direct / f4u:.2f}x",
+                         f"{flops / direct / 1e9:.0f}", f"{flops / min(f2, f4, f4u) / 1e9:.0f}"])
     _core.set_winograd(True)
     _core.set_winograd_tile(0)
+    _core.set_winograd_fused(True)
     print(f"CPU: {cpu_name()}; ISA {_core.simd_isa()}; {cnnkit.get_num_threads()} threads; "
           f"median of {args.repeats}")
-    print_table(["shape", "pass", "direct ms", "F(2x2) ms", "F(4x4) ms", "F2x", "F4x",
+    print_table(["shape", "pass", "direct ms", "F(2x2) ms", "F(4x4) ms", "F(4x4) unp. ms", "F2x",
+                 "F4x", "F4ux",
                  "direct GFLOP/s", "best Winograd eff. GFLOP/s"], rows, args.markdown,
                 numeric_from=2)
 

@@ -297,6 +297,11 @@ bool winograd_enabled();
 // channels, to compare them; another value means 0.
 void set_winograd_tile(int m);
 int winograd_tile();
+// Whether Winograd's forward pass may take its unpacked driver for few channels
+// (conv/conv2d_winograd_fused.cpp) where it measured faster: on by default, off to run the packed
+// GEMMs everywhere and compare the two.
+void set_winograd_fused(bool enabled);
+bool winograd_fused_enabled();
 
 }  // namespace cnnkit
 

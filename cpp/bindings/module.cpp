@@ -70,4 +70,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_winograd_tile", &set_winograd_tile, "m"_a,
           "Forces Winograd's F(2x2, 3x3) (m=2) or F(4x4, 3x3) (m=4) on every 3x3 stride-1 forward "
           "pass it can take, or restores the measured choice (m=0).");
+    m.def("winograd_fused_enabled", &cnnkit::winograd_fused_enabled,
+          "Whether Winograd's forward pass takes its unpacked driver for few channels where it measured faster.");
+    m.def("set_winograd_fused", &cnnkit::set_winograd_fused, "enabled"_a,
+          "Turns Winograd's unpacked forward driver for few channels on (the default) or off, to compare it with the packed GEMMs.");
 }

@@ -35,6 +35,7 @@ using namespace winograd;
 constexpr int kXi = 16;  // positions of the 4x4 transformed tile
 std::atomic<bool> g_enabled{true};
 std::atomic<int> g_tile{0};  // 0: the measured rule (winograd_output_tile), else 2 or 4
+std::atomic<bool> g_fused{true};
 
 // v[xi * xs + c] = (B^T d B)[xi] for c < C, from the 16 input rows d[y*4 + x] (C floats each).
 CNNKIT_WINO_INLINE void input_transform_body(const float* const* d, int C, float* v, int64_t xs) {
@@ -224,7 +225,7 @@ void weight_grad_transform(const float* du, int C, int OC, float* dweight) {
     const WeightGradTiles weight_grad_##SUFFIX = {2, input_##SUFFIX, dout_##SUFFIX,               \
                                                   weight_grad_transform};                         \
     const ForwardTiles forward_##SUFFIX = {                                                       \
-        2, kernel_transform, input_panel_scalar, PANEL,                                           \
+        2, kernel_transform, input_panel_scalar, PANEL, input_##SUFFIX,                           \
         {{output_##SUFFIX<false, false>, output_##SUFFIX<false, true>},                           \
          {output_##SUFFIX<true, false>, output_##SUFFIX<true, true>}}};
 
@@ -273,6 +274,18 @@ bool f4_weight_grad_rule(const Window2d& g, int OC) {
     return f4_rule(g, OC) && OC >= kWinogradWeightGradMinOC;
 }
 
+// Whether the forward pass of tile size `tile` takes the unpacked driver (forward_fused), which
+// gives the packed one's outputs bit for bit. Measured against it (bench/winograd.py, F(4x4)
+// forced, batch 64-256, 1 and 2 threads, AVX2 Zen 3): faster on ResNet-20's 16->16 at 32x32
+// (1.05-1.2x), 32->32 at 16x16 (1.0-1.25x) and 64->64 at 8x8 (1.0-1.25x), even at the seed CNN's
+// 32->32 at 32x32, slower with more channels on larger images (airbench94's 24->64 at 31x31 and
+// 64->64 at 15x15: 0.85-1.0x, where a block of few tiles reads all of U from L3; 256 channels:
+// 0.4-0.6x). Only F(4x4)'s was measured.
+bool fused_rule(const Window2d& g, int OC, int tile) {
+    if (!g_fused.load(std::memory_order_relaxed) || tile != 4 || !fused_available(OC)) return false;
+    return g.C + OC <= 64 || (g.C + OC <= 128 && g.OH <= 16 && g.OW <= 16);
+}
+
 }  // namespace
 
 int winograd_output_tile(const Window2d& g, int OC) {
@@ -302,7 +315,10 @@ bool winograd_weight_grad_applies(const Window2d& g, int OC) {
 
 void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                       const Window2d& g, int OC, bool relu, const float* residual) {
-    const ForwardTiles& tf = winograd_output_tile(g, OC) == 4 ? f4_tiles() : f2_tiles();
+    const int tile = winograd_output_tile(g, OC);
+    const ForwardTiles& tf = tile == 4 ? f4_tiles() : f2_tiles();
+    if (fused_rule(g, OC, tile))
+        return winograd::forward_fused(tf, out, inp, weight, bias, g, OC, relu, residual);
     winograd::forward(tf, out, inp, weight, bias, g, OC, relu, residual);
 }
 
@@ -319,5 +335,7 @@ void set_winograd(bool enabled) { conv::g_enabled.store(enabled); }
 bool winograd_enabled() { return conv::g_enabled.load(); }
 void set_winograd_tile(int m) { conv::g_tile.store(m == 2 || m == 4 ? m : 0); }
 int winograd_tile() { return conv::g_tile.load(); }
+void set_winograd_fused(bool enabled) { conv::g_fused.store(enabled); }
+bool winograd_fused_enabled() { return conv::g_fused.load(); }
 
 }  // namespace cnnkit

@@ -37,6 +37,8 @@ using PanelFn = void (*)(const float* const* d, int MR, int c0, int c1, float* d
 // max(0, .) with ReLU (NaN passes, as relu_forward), from m[xi * xs + oc].
 using OutputFn = void (*)(const float* m, int64_t xs, int OC, const float* bias,
                           const float* const* res, float* const* y);
+// V of one tile, row-major: v[xi * xs + c] for c < C, from its (m+2)^2 input rows.
+using InputFn = void (*)(const float* const* d, int C, float* v, int64_t xs);
 // u[(xi*C + c)*OC + oc] = (G g G^T)[xi] of weight (3,3,C,OC).
 using KernelFn = void (*)(const float* weight, int C, int OC, float* u);
 
@@ -46,6 +48,7 @@ struct ForwardTiles {
     KernelFn kernel;
     PanelFn panel;          // any MR
     PanelFn panel_mr6;      // MR = 6 (the AVX2 and AVX-512 micro-kernels' rows), vectorised
+    InputFn input;          // row-major V, for forward_fused
     OutputFn output[2][2];  // [relu][residual]
 };
 
@@ -54,8 +57,13 @@ struct ForwardTiles {
 void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
              const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
 
-// V of one tile, row-major: v[xi * xs + c] for c < C, from its (m+2)^2 input rows.
-using InputFn = void (*)(const float* const* d, int C, float* v, int64_t xs);
+// The same pass without packing, for few channels (conv2d_winograd_fused.cpp): row-major V and
+// U, a micro-kernel that broadcasts from the rows of V. Needs fused_available(OC): OC a multiple
+// of 8, and an AVX2 or AVX-512 build of the micro-kernel for the active instruction set.
+bool fused_available(int OC);
+void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
+                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
+
 // dM of one tile: dm[xi * xs + oc] = (A dY A^T)[xi], from its m^2 rows of output gradient.
 using DoutFn = void (*)(const float* const* dy, int OC, float* dm, int64_t xs);
 // dweight (3,3,C,OC) = G^T dU G, from du[(xi*C + c)*OC + oc].

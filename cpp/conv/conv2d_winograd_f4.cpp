@@ -96,6 +96,7 @@ CNNKIT_WINO_INLINE void input_lanes(const float* const* d, int c, float* out, in
     for (int k = 0; k < 6; ++k) {
         V r[6];
         bt(t[k][0], t[k][1], t[k][2], t[k][3], t[k][4], t[k][5], r);
+#pragma GCC unroll 6
         for (int j = 0; j < 6; ++j) L::store(out + (k * 6 + j) * xs, r[j]);
     }
 }
@@ -171,6 +172,7 @@ CNNKIT_WINO_INLINE void dout_lanes(const float* const* dy, int oc, float* dm, in
     for (int k = 0; k < 6; ++k) {
         V r[6];
         a_col(t[k][0], t[k][1], t[k][2], t[k][3], r);
+#pragma GCC unroll 6
         for (int j = 0; j < 6; ++j) L::store(dm + (k * 6 + j) * xs + oc, r[j]);
     }
 }
@@ -224,6 +226,7 @@ CNNKIT_WINO_INLINE void kernel_lanes(const float* w, int64_t CO, float* u) {
     for (int i = 0; i < 6; ++i) {
         V r[6];
         g_col(t[i][0], t[i][1], t[i][2], r);
+#pragma GCC unroll 6
         for (int j = 0; j < 6; ++j) L::store(u + (i * 6 + j) * CO, r[j]);
     }
 }
@@ -262,7 +265,7 @@ CNNKIT_WINO_INLINE void kernel_lanes(const float* w, int64_t CO, float* u) {
         for (; oc < OC; ++oc) dout_lanes<Lanes1>(dy, oc, dm, xs);                                 \
     }                                                                                             \
     const ForwardTiles tiles_##SUFFIX = {                                                         \
-        4, kernel_##SUFFIX, input_panel_scalar, PANEL,                                            \
+        4, kernel_##SUFFIX, input_panel_scalar, PANEL, input_rows_##SUFFIX,                       \
         {{output_##SUFFIX<false, false>, output_##SUFFIX<false, true>},                           \
          {output_##SUFFIX<true, false>, output_##SUFFIX<true, true>}}};                           \
     const WeightGradTiles weight_grad_##SUFFIX = {4, input_rows_##SUFFIX, dout_##SUFFIX,          \

@@ -1,0 +1,164 @@
+// conv/conv2d_winograd_fused.cpp: the forward pass of Winograd's tiles for layers of few channels
+// (ResNet-20's 16 to 64), where conv2d_winograd_forward.cpp's packed GEMMs cost more than they
+// save. There, with K = C = 16, the transposes into the GEMM's packed panels (6x8 blocks per
+// position and channel octet) and the macro-kernel's edge handling took 50% of the time and the
+// multiplications 20% (perf, 16->16 at 32x32, batch 64, AVX2 Zen 3).
+//
+// Here nothing is packed. A block of tiles is transformed row-major, V[xi] (tiles x C) with the
+// channels contiguous; the GEMM of each position broadcasts its A operand straight from those
+// rows (a broadcast reads any address as cheaply as a packed one) and reads U[xi] (C x OC) as
+// the kernel transform left it; M[xi] (tiles x OC) is turned back into outputs with the bias,
+// residual and ReLU, as the packed driver does. A block's V and M stay in L2; a micro-row's
+// 6 x 16 sums stay in registers over the whole K = C.
+#include "conv2d_winograd.h"
+
+namespace cnnkit {
+namespace conv {
+namespace winograd {
+namespace {
+
+typedef float v8sf __attribute__((vector_size(32)));
+
+CNNKIT_WINO_INLINE v8sf load8(const float* p) {
+    v8sf v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+CNNKIT_WINO_INLINE void store8(float* p, const v8sf& v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// c[i * ldc + j] = sum over k < K of a[i * lda + k] * b[k * ldb + j], for i < R (rows of tiles)
+// and j < 8 NV (output channels): R x NV vectors of sums in registers (R = 6, NV = 2: 12 of
+// AVX2's 16). Each k broadcasts R values of a and loads NV vectors of b.
+template <int R, int NV>
+CNNKIT_WINO_INLINE void rows_gemm(const float* a, int64_t lda, int K, const float* b, int64_t ldb,
+                                  float* c, int64_t ldc) {
+    v8sf acc[R][NV];
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < NV; ++j) acc[i][j] = v8sf{};
+    for (int k = 0; k < K; ++k) {
+        v8sf bv[NV];
+        for (int j = 0; j < NV; ++j) bv[j] = load8(b + (int64_t)k * ldb + 8 * j);
+        for (int i = 0; i < R; ++i) {
+            const float s = a[i * lda + k];
+            for (int j = 0; j < NV; ++j) acc[i][j] += s * bv[j];
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < NV; ++j) store8(c + i * ldc + 8 * j, acc[i][j]);
+}
+
+// M (rows x OC, row stride OC) = V (rows x C, row stride C) * U (C x OC), OC a multiple of 8:
+// 16 output channels at a time, then 8; 6 rows at a time, then the rest.
+template <int NV>
+CNNKIT_WINO_INLINE void column_block(const float* v, int rows, int C, const float* u, int OC,
+                                     float* m) {
+    int r = 0;
+    for (; r + 6 <= rows; r += 6) rows_gemm<6, NV>(v + (int64_t)r * C, C, C, u, OC, m + (int64_t)r * OC, OC);
+    const float* vr = v + (int64_t)r * C;
+    float* mr = m + (int64_t)r * OC;
+    switch (rows - r) {
+        case 5: return rows_gemm<5, NV>(vr, C, C, u, OC, mr, OC);
+        case 4: return rows_gemm<4, NV>(vr, C, C, u, OC, mr, OC);
+        case 3: return rows_gemm<3, NV>(vr, C, C, u, OC, mr, OC);
+        case 2: return rows_gemm<2, NV>(vr, C, C, u, OC, mr, OC);
+        case 1: return rows_gemm<1, NV>(vr, C, C, u, OC, mr, OC);
+        default: return;
+    }
+}
+
+#define CNNKIT_WINO_FUSED_GEMM(SUFFIX, ATTR)                                                      \
+    ATTR void position_gemm_##SUFFIX(const float* v, int rows, int C, const float* u, int OC,    \
+                                     float* m) {                                                  \
+        int oc = 0;                                                                               \
+        for (; oc + 16 <= OC; oc += 16) column_block<2>(v, rows, C, u + oc, OC, m + oc);          \
+        if (oc < OC) column_block<1>(v, rows, C, u + oc, OC, m + oc);                             \
+    }
+
+#ifdef CNNKIT_X86_KERNELS
+CNNKIT_WINO_FUSED_GEMM(avx2, __attribute__((target("avx2,fma"))))
+CNNKIT_WINO_FUSED_GEMM(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))))
+#endif
+
+// M[xi] = V[xi] * U[xi] for one position, compiled for the active instruction set; null where
+// there is no vector build (the packed driver runs).
+using PositionGemmFn = void (*)(const float* v, int rows, int C, const float* u, int OC, float* m);
+
+PositionGemmFn position_gemm() {
+#ifdef CNNKIT_X86_KERNELS
+    switch (cpu::active_isa()) {
+        case cpu::Isa::kAvx512: return position_gemm_avx512;
+        case cpu::Isa::kAvx2: return position_gemm_avx2;
+        default: return nullptr;
+    }
+#else
+    return nullptr;
+#endif
+}
+
+gemm::Buffer& tl_u() { thread_local gemm::Buffer b; return b; }  // U, xis x C x OC
+
+}  // namespace
+
+bool fused_available(int OC) { return OC % 8 == 0 && position_gemm() != nullptr; }
+
+void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
+                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual) {
+    const int C = g.C, tm = tf.m, xis = (tm + 2) * (tm + 2);
+    const PositionGemmFn gemm_xi = position_gemm();
+    const TileGrid grid(g, tm);
+    const int64_t tiles = grid.count(g), CO = (int64_t)C * OC;
+    float* u = gemm::reserve(tl_u(), (std::size_t)(xis * CO));
+    tf.kernel(weight, C, OC, u);
+
+    // A block's V and M within 256 KB (half of Zen 3's L2), at most 96 tiles: against 128 KB,
+    // 512 KB and 1.5 MB, and 384 tiles, it was the fastest at ResNet-20's shapes (2 threads).
+    const int64_t TB = block_tiles(tiles, xis, C, OC, 1 << 18, 6, 96);
+    const int64_t nblocks = (tiles + TB - 1) / TB;
+    const OutputFn output = tf.output[relu][residual != nullptr];
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t t0 = blk * TB;
+        const int nt = (int)std::min(TB, tiles - t0);
+        float* v = gemm::reserve(tl_v(), (std::size_t)(xis * TB * C));  // v[(xi*TB + t)*C + c]
+        float* m = gemm::reserve(tl_m(), (std::size_t)(xis * TB * OC));  // m[(xi*TB + t)*OC + oc]
+        // Row 0: zeros (padding, a missing bias, a missing residual); row 1: a sink for the
+        // outputs of tiles that pass the bottom or right edge.
+        const int64_t wmax = std::max(C, OC);
+        float* rows = gemm::reserve(tl_rows(), (std::size_t)(2 * wmax));
+        std::fill(rows, rows + wmax, 0.f);
+        const float* zeros = rows;
+        const float* d[kMaxXi];
+        for (int r = 0; r < nt; ++r) {
+            int64_t n;
+            int oh0, ow0;
+            grid.locate(t0 + r, &n, &oh0, &ow0);
+            tile_input_rows(inp, g, tm, n, oh0, ow0, zeros, d);
+            // The next tile but one starts 2 m pixels to the right, in the same input rows: perf
+            // put the transform's stalls on its loads of the input (a 4 MB activation at batch 64
+            // is read from L3), and asking for them two tiles ahead was up to a few percent faster.
+            for (int k = 0; k < xis; ++k)
+                for (int c = 0; c < C; c += 16) __builtin_prefetch(d[k] + 2 * tm * C + c);
+            tf.input(d, C, v + (int64_t)r * C, TB * C);
+        }
+        for (int xi = 0; xi < xis; ++xi)
+            gemm_xi(v + xi * TB * C, nt, C, u + xi * CO, OC, m + xi * TB * OC);
+        const float* b = bias ? bias : zeros;
+        float* y[16];
+        const float* res[16];
+        for (int r = 0; r < nt; ++r) {
+            int64_t n;
+            int oh0, ow0;
+            grid.locate(t0 + r, &n, &oh0, &ow0);
+            tile_output_rows(out, g, tm, OC, n, oh0, ow0, rows + wmax, y);
+            if (residual)
+                tile_output_rows(residual, g, tm, OC, n, oh0, ow0, zeros, res);
+            else
+                std::fill(res, res + tm * tm, zeros);
+            output(m + (int64_t)r * OC, TB * OC, OC, b, res, y);
+        }
+    }
+}
+
+}  // namespace winograd
+}  // namespace conv
+}  // namespace cnnkit
