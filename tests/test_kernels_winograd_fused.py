@@ -2,6 +2,8 @@
 F(4x4, 3x3) forced, its outputs against the packed driver's (bit for bit: the two sum the same
 products in the same order) and against cnnkit.reference in float64, with a bias, a residual and
 a ReLU fused, on every instruction set this CPU runs and 1 and 2 threads; and its switch.
+(test_kernels_winograd.py's F(4x4) tests, 16 channels and more with the tile forced, run through
+it too: its NaN test among them.)
 The shapes where it runs (conv2d_winograd.cpp's fused_rule: output channels a multiple of 8, C +
 OC up to 64, or up to 128 on images of 16x16 or less) take it on AVX2 and AVX-512; elsewhere, and
 on the generic instruction set, both settings run the packed driver."""
@@ -89,15 +91,6 @@ def test_unpacked_driver_in_every_pass(isa_threads, f4_forced, n, h, w, c, oc, p
     x, k, b = rand(rng, n, h, w, c), rand(rng, 3, 3, c, oc), rand(rng, oc)
     check_op(ops.conv2d_forward, ops.conv2d_backward, R.conv2d_forward, R.conv2d_backward,
              x, k, b, dict(padding=padding), rng)
-
-
-def test_unpacked_driver_relu_keeps_nan(f4_forced):
-    x = np.ones((1, 6, 6, 16), np.float32)
-    x[0, 1, 1, 3] = np.nan
-    k = -np.ones((3, 3, 16, 16), np.float32)
-    y = _core.conv2d_forward(x, k, None, 1, 1, 1, 1, 6, 6, relu=True)
-    assert np.isnan(y[0, :3, :3]).all()  # the NaN's tile, as the packed driver's
-    assert (y[0, 4:, 4:] == 0).all()     # the next tile's are untouched
 
 
 def test_unpacked_driver_switch_is_global_and_on_by_default():

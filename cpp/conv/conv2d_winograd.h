@@ -132,6 +132,29 @@ void tile_output_rows(P t, const Window2d& g, int m, int OC, int64_t n, int oh0,
         }
 }
 
+// The outputs of a block's nt tiles, from tile t0 on: M (m[(xi*TB + r)*OC + oc]) turned back by
+// output, with the bias (or zeros), the residual (or zeros) and the ReLU output fuses; outputs
+// past the bottom or right edge go to the row `sink`.
+inline void block_outputs(OutputFn output, const float* m, int64_t TB, int64_t t0, int nt,
+                          const TileGrid& grid, const Window2d& g, int OC, const float* bias,
+                          const float* residual, const float* zeros, float* sink, float* out) {
+    const int tm = grid.m;
+    const float* b = bias ? bias : zeros;
+    float* y[16];
+    const float* res[16];
+    for (int r = 0; r < nt; ++r) {
+        int64_t n;
+        int oh0, ow0;
+        grid.locate(t0 + r, &n, &oh0, &ow0);
+        tile_output_rows(out, g, tm, OC, n, oh0, ow0, sink, y);
+        if (residual)
+            tile_output_rows(residual, g, tm, OC, n, oh0, ow0, zeros, res);
+        else
+            std::fill(res, res + tm * tm, zeros);
+        output(m + (int64_t)r * OC, TB * OC, OC, b, res, y);
+    }
+}
+
 // Tiles per block: a block's transformed input and output (xis x tiles x (C + OC) floats) within
 // `bytes`, a multiple of the micro-kernel's rows, and no more than an even share per thread.
 inline int64_t block_tiles(int64_t tiles, int xis, int C, int OC, int64_t bytes, int mr,

@@ -80,21 +80,8 @@ void forward(const ForwardTiles& tf, float* out, const float* inp, const float* 
                                    pb.block(kb, 0), m + xi * TB * OC, OC, kb > 0, nullptr);
             }
         }
-        const OutputFn output = tf.output[relu][residual != nullptr];
-        const float* b = bias ? bias : zeros;
-        float* y[16];
-        const float* res[16];
-        for (int r = 0; r < nt; ++r) {
-            int64_t n;
-            int oh0, ow0;
-            grid.locate(t0 + r, &n, &oh0, &ow0);
-            tile_output_rows(out, g, tm, OC, n, oh0, ow0, rows + wmax, y);
-            if (residual)
-                tile_output_rows(residual, g, tm, OC, n, oh0, ow0, zeros, res);
-            else
-                std::fill(res, res + tm * tm, zeros);
-            output(m + (int64_t)r * OC, TB * OC, OC, b, res, y);
-        }
+        block_outputs(tf.output[relu][residual != nullptr], m, TB, t0, nt, grid, g, OC, bias,
+                      residual, zeros, rows + wmax, out);
     }
 }
 

@@ -142,20 +142,7 @@ void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const f
         }
         for (int xi = 0; xi < xis; ++xi)
             gemm_xi(v + xi * TB * C, nt, C, u + xi * CO, OC, m + xi * TB * OC);
-        const float* b = bias ? bias : zeros;
-        float* y[16];
-        const float* res[16];
-        for (int r = 0; r < nt; ++r) {
-            int64_t n;
-            int oh0, ow0;
-            grid.locate(t0 + r, &n, &oh0, &ow0);
-            tile_output_rows(out, g, tm, OC, n, oh0, ow0, rows + wmax, y);
-            if (residual)
-                tile_output_rows(residual, g, tm, OC, n, oh0, ow0, zeros, res);
-            else
-                std::fill(res, res + tm * tm, zeros);
-            output(m + (int64_t)r * OC, TB * OC, OC, b, res, y);
-        }
+        block_outputs(output, m, TB, t0, nt, grid, g, OC, bias, residual, zeros, rows + wmax, out);
     }
 }
 
