@@ -5,8 +5,8 @@ a ReLU fused, on every instruction set this CPU runs and 1 and 2 threads; and it
 (test_kernels_winograd.py's F(4x4) tests, 16 channels and more with the tile forced, run through
 it too: its NaN test among them.)
 The shapes where it runs (conv2d_winograd.cpp's fused_rule: output channels a multiple of 8, C +
-OC up to 64, or up to 128 on images of 16x16 or less) take it on AVX2 and AVX-512; elsewhere, and
-on the generic instruction set, both settings run the packed driver."""
+OC up to 64, or up to 128 on images of 16x16 or less) take it on AVX2; elsewhere, and on the
+generic and AVX-512 instruction sets, both settings run the packed driver."""
 import numpy as np
 import pytest
 

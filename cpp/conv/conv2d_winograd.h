@@ -59,7 +59,7 @@ void forward(const ForwardTiles& tf, float* out, const float* inp, const float* 
 
 // The same pass without packing, for few channels (conv2d_winograd_fused.cpp): row-major V and
 // U, a micro-kernel that broadcasts from the rows of V. Needs fused_available(OC): OC a multiple
-// of 8, and an AVX2 or AVX-512 build of the micro-kernel for the active instruction set.
+// of 8, and AVX2 the active instruction set.
 bool fused_available(int OC);
 void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
                    const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
