@@ -178,7 +178,7 @@ const T& pick_isa(const T& base, const T* avx2, const T* avx512) {
 #ifdef CNNKIT_X86_KERNELS
 #define CNNKIT_WINO_PICK(NAME) pick_isa(NAME##_base, &NAME##_avx2, &NAME##_avx512)
 #else
-#define CNNKIT_WINO_PICK(NAME) pick_isa(NAME##_base, nullptr, nullptr)
+#define CNNKIT_WINO_PICK(NAME) (NAME##_base)  // only the baseline is compiled
 #endif
 
 #ifdef CNNKIT_X86_KERNELS
