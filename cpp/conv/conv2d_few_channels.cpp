@@ -72,11 +72,17 @@ __attribute__((always_inline)) inline void fc_forward_block_body(
     const int64_t P = (int64_t)rows * g.OW;
     for (int64_t p0 = 0; p0 < P; p0 += kFcP) {
         const int np = (int)std::min<int64_t>(kFcP, P - p0);
+        // The tile's pixels from the first one's row and column (one division per tile, not
+        // one per pixel); past the end, the last pixel again.
         const float* xp[kFcP];
+        int64_t r = p0 / g.OW, c = p0 - r * g.OW;
         for (int i = 0; i < kFcP; ++i) {
-            const int64_t p = std::min(p0 + i, P - 1);  // past the end: repeat the last pixel
-            const int64_t r = p / g.OW;
-            xp[i] = x + r * rstep + (p - r * g.OW) * ps;
+            if (i < np) {
+                xp[i] = x + r * rstep + c * ps;
+                if (++c == g.OW) c = 0, ++r;
+            } else {
+                xp[i] = xp[np - 1];
+            }
         }
         for (int oc0 = 0; oc0 < OCp; oc0 += kTile) {
             VecF acc[kFcP][kFcNV];
