@@ -28,6 +28,7 @@ constexpr int kMaxXi = 36;  // positions of the largest transformed tile, F(4x4)
 inline gemm::Buffer& tl_v() { thread_local gemm::Buffer b; return b; }     // a block's V
 inline gemm::Buffer& tl_m() { thread_local gemm::Buffer b; return b; }     // a block's M or dM
 inline gemm::Buffer& tl_rows() { thread_local gemm::Buffer b; return b; }  // zeros, and a sink
+inline gemm::Buffer& tl_u() { thread_local gemm::Buffer b; return b; }     // U, xis x C x OC
 
 // V[xi] of MR tiles, channels c0..c1 of one K block, written straight into the GEMM's packed
 // layout (gemm::pack_a): element (tile i, channel c) of V[xi] at dst[xi * xs + (c - c0) * MR + i].

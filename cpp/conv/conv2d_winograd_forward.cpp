@@ -9,7 +9,6 @@ namespace conv {
 namespace winograd {
 namespace {
 
-gemm::Buffer& tl_u() { thread_local gemm::Buffer b; return b; }        // U, xis x C x OC
 gemm::Buffer& tl_upacked() { thread_local gemm::Buffer b; return b; }  // U, packed for the GEMM
 
 }  // namespace

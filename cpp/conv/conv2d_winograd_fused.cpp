@@ -66,16 +66,13 @@ CNNKIT_WINO_INLINE void column_block(const float* v, int rows, int C, const floa
     }
 }
 
-#define CNNKIT_WINO_FUSED_GEMM(SUFFIX, ATTR)                                                      \
-    ATTR void position_gemm_##SUFFIX(const float* v, int rows, int C, const float* u, int OC,    \
-                                     float* m) {                                                  \
-        int oc = 0;                                                                               \
-        for (; oc + 16 <= OC; oc += 16) column_block<2>(v, rows, C, u + oc, OC, m + oc);          \
-        if (oc < OC) column_block<1>(v, rows, C, u + oc, OC, m + oc);                             \
-    }
-
 #ifdef CNNKIT_X86_KERNELS
-CNNKIT_WINO_FUSED_GEMM(avx2, __attribute__((target("avx2,fma"))))
+__attribute__((target("avx2,fma"))) void position_gemm_avx2(const float* v, int rows, int C,
+                                                             const float* u, int OC, float* m) {
+    int oc = 0;
+    for (; oc + 16 <= OC; oc += 16) column_block<2>(v, rows, C, u + oc, OC, m + oc);
+    if (oc < OC) column_block<1>(v, rows, C, u + oc, OC, m + oc);
+}
 #endif
 
 // M[xi] = V[xi] * U[xi] for one position, compiled for the active instruction set; null where
@@ -91,8 +88,6 @@ PositionGemmFn position_gemm() {
     return nullptr;
 #endif
 }
-
-gemm::Buffer& tl_u() { thread_local gemm::Buffer b; return b; }  // U, xis x C x OC
 
 }  // namespace
 
