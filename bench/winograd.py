@@ -1,8 +1,9 @@
 """Winograd's F(2x2, 3x3) and F(4x4, 3x3) against the direct convolution paths (the packed GEMM,
 the few-channel kernels), forward and backward, at the 3x3 stride-1 shapes of airbench94 (batch
 256 by default), ResNet-20 and the classic Keras CIFAR-10 CNN (batch 64). F(4x4) runs twice:
-through the packed GEMMs, and unpacked (conv2d_winograd_fused.cpp, "F(4x4) unp."), where the
-output channels are a multiple of 8 (elsewhere the packed one runs in both columns).
+through the packed GEMMs, and unpacked (conv2d_winograd_fused.cpp, "F(4x4) unp."), at the shapes
+its rule takes (conv2d_winograd.cpp's fused_rule; on AVX2 only): elsewhere the packed one runs in
+both columns.
 
     python bench/winograd.py [--batch 256] [--repeats 5] [--threads N] [--forward-only] [--markdown]
 
