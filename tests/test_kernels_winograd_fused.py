@@ -5,7 +5,7 @@ a ReLU fused, on every instruction set this CPU runs and 1 and 2 threads; and it
 (test_kernels_winograd.py's F(4x4) tests, 16 channels and more with the tile forced, run through
 it too: its NaN test among them.)
 The shapes where it runs (conv2d_winograd.cpp's fused_rule: output channels a multiple of 8, C +
-OC up to 64, or up to 128 on images of 16x16 or less) take it on AVX2; elsewhere, and on the
+OC up to 64, or up to 128 on outputs of 8x8 or less) take it on AVX2; elsewhere, and on the
 generic and AVX-512 instruction sets, both settings run the packed driver."""
 import numpy as np
 import pytest
@@ -51,7 +51,8 @@ CASES = [
     (2, 11, 7, 8, 24, "same"),     # 8 outputs after 16 (the last column block of one vector)
     (1, 6, 6, 37, 40, "same"),     # 37 inputs: the input transform's channels one at a time
     (2, 13, 13, 24, 32, "valid"),  # unpadded: 11x11 outputs
-    (1, 15, 15, 32, 64, "same"),   # C + OC = 96 over a 15x15 image
+    (2, 8, 7, 32, 64, "same"),     # C + OC = 96 on an 8x7 output
+    (1, 15, 15, 32, 64, "same"),   # 96 on 15x15: the packed driver
     (2, 8, 8, 16, 20, "same"),     # 20 outputs, not a multiple of 8: the packed driver
     (1, 20, 20, 64, 64, "same"),   # 128 channels on 20x20: the packed driver
 ]

@@ -111,7 +111,7 @@ void input_grad_as_forward(float* dinp, const float* dout, const float* weight, 
 // of these whose 4x4 tiles make fewer products than the 2x2 ones, with at most
 // kWinogradF4MaxChannels channels in and out together. set_winograd_tile (cnnkit.h) may force
 // either tile size. F(4x4)'s forward pass of few channels (64 in and out together, or 128 on
-// images up to 16x16) runs unpacked on AVX2 (conv/conv2d_winograd_fused.cpp), same outputs.
+// outputs up to 8x8) runs unpacked on AVX2 (conv/conv2d_winograd_fused.cpp), same outputs.
 constexpr int kWinogradMinChannels = 24;
 constexpr int kWinogradWeightGradMinOC = 64;
 constexpr int kWinogradF4MaxChannels = 512;
