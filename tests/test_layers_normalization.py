@@ -379,9 +379,9 @@ def test_depthwise_bn_relu_folds_into_one_depthwise_call(monkeypatch, multiplier
 
 def resnet_blocks_model(seed=6, broadcast=False):
     """Two ResNet v1 blocks (conv-BN-ReLU-conv-BN, Add, ReLU): an identity shortcut, then a
-    projection one (its 1x1 convolution comes after the branch: not computed yet when the
-    branch's last convolution runs, so that Add is not folded), and with broadcast=True one
-    Add whose other input, a second model input, broadcasts (its fold declines at run time)."""
+    projection one (its 1x1 convolution comes after the branch in the graph's order: an
+    inference pass runs it first, so that Add folds too), and with broadcast=True one Add whose
+    other input, a second model input, broadcasts (its fold declines at run time)."""
     L = cnnkit.layers
     set_random_seed(seed)
     inputs = x = cnnkit.Input((8, 8, 4))
@@ -410,10 +410,20 @@ def test_a_resnet_blocks_sum_and_relu_fold_into_its_last_convolution(monkeypatch
     if broadcast:
         x = [x, rand((20, 1, 1, 16), 8)]
     model.fit(x, np.arange(20) % 3, batch_size=10, epochs=2, verbose=0)  # moving stats move
-    folds = model._graph_for(False).folds
-    residual = [res for _, _, res in folds.values() if res is not None]
-    assert len(residual) == 1 + broadcast  # the identity block's, and the broadcast one's
-    assert residual[0][1] is not None  # the identity block's ReLU folds too
+    graph = model._graph_for(False)
+    residual = [res for _, _, res in graph.folds.values() if res is not None]
+    assert len(residual) == 2 + broadcast  # the identity and projection blocks', the broadcast one
+    assert residual[0][1] is not None and residual[1][1] is not None  # their ReLUs fold too
+    # The projection's 1x1 convolution runs just before the convolution that adds it.
+    kinds = [(type(graph.steps[i].layer).__name__, getattr(graph.steps[i].layer, "kernel_size", 0))
+             for i in graph.folded_order]
+    at = kinds.index(("Conv2D", (1, 1)))
+    assert kinds[at + 1] == ("Conv2D", (3, 3)) and kinds[at - 1] == ("Activation", 0)
+    assert graph.folded_order != list(range(len(graph.steps)))
+    made = set(graph.input_numbers)  # every step still comes after the steps it reads
+    for i in graph.folded_order:
+        assert made.issuperset(graph.steps[i].inputs)
+        made.update(graph.steps[i].outputs)
     adds, add_forward = [], Add.forward
 
     def counted_add(self, call, inputs, training=False):
@@ -422,5 +432,5 @@ def test_a_resnet_blocks_sum_and_relu_fold_into_its_last_convolution(monkeypatch
 
     monkeypatch.setattr(Add, "forward", counted_add)
     folded = model.predict(x, batch_size=20, verbose=0)
-    assert len(adds) == (2 if broadcast else 1)  # the projection block's (and the broadcast one)
+    assert len(adds) == (1 if broadcast else 0)  # the broadcast one's alone
     np.testing.assert_allclose(folded, unfolded_predict(model, x), rtol=1e-5, atol=1e-6)

@@ -26,7 +26,7 @@ from .. import _core
 from .._args import kernel_ready
 
 
-__all__ = ["ENABLED", "find_folds", "folded_forward"]
+__all__ = ["ENABLED", "find_folds", "folded_forward", "inference_order"]
 
 # Set to False to run every BatchNormalization on its own (the tests compare both ways).
 ENABLED = True
@@ -70,7 +70,11 @@ def _residual_add(steps, readers, producers, i, number, output_numbers):
             or step.layer.activity_regularizer is not None):
         return None
     other = step.inputs[1] if step.inputs[0] == number else step.inputs[0]
-    if producers.get(other, -1) >= i:  # computed after the convolution: not yet there
+    p = producers.get(other, -1)
+    # Computed after the convolution, it is not there yet, unless its step can run first: all
+    # its inputs come before step i (a projection block's 1x1 convolution of the block's input,
+    # which Keras' order puts after the block's own convolutions). inference_order moves it.
+    if p == i or (p > i and any(producers.get(n, -1) >= i for n in steps[p].inputs)):
         return None
     r = _only_reader(steps, readers, step.outputs[0], output_numbers)
     relu = r is not None and _plain_relu(steps[r].layer) and \
@@ -119,6 +123,19 @@ def find_folds(steps, output_numbers):
                                      output_numbers)
         folds[i] = (j, k if relu else None, residual)
     return folds
+
+
+def inference_order(steps, folds):
+    """The order an inference pass runs the steps in: the graph's, except that the step making
+    a folded residual is moved to just before the convolution that adds it (_residual_add)."""
+    producers = {n: i for i, step in enumerate(steps) for n in step.outputs}
+    order = list(range(len(steps)))
+    for i, (_, _, residual) in sorted(folds.items()):
+        p = producers.get(residual[2], -1) if residual is not None else -1
+        if p > i:
+            order.remove(p)
+            order.insert(order.index(i), p)
+    return order
 
 
 def folded_forward(producer, bn, call, x, relu=False, residual=None):

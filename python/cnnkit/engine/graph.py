@@ -114,6 +114,8 @@ class Graph:
         self.folds = folding.find_folds(self.steps, self.output_numbers)
         # BatchNormalization / Add steps that run the plain ReLU reading them as a fused ReLU.
         self.fusions = fusion.find_fusions(self.steps, self.output_numbers)
+        # The order of a folded inference pass: a folded residual's step first (folding.py).
+        self.folded_order = folding.inference_order(self.steps, self.folds)
 
     def _sorted_nodes(self, model_name, input_layer_class):
         """The nodes the outputs depend on, the inputs' own nodes included, each after those
@@ -203,9 +205,10 @@ class Graph:
         fusions = self.fusions if fusion.ENABLED else {}
         fused = gs.fused_relus  # the ReLU steps run inside their producer in this pass
         fused.clear()
-        for i, (step, child) in enumerate(zip(steps, gs.children)):
+        for i in self.folded_order if folds else range(len(steps)):
             if i in folded or i in fused:
                 continue
+            step, child = steps[i], gs.children[i]
             x = [values[n] for n in step.inputs] if step.packed else values[step.inputs[0]]
             fold = folds.get(i)
             if fold is not None:
