@@ -279,6 +279,10 @@ void set_num_threads(int n);
 // Makes the calling OS thread use the count set_num_threads chose: OpenMP keeps it per thread,
 // and Python may call the kernels from any thread. The bindings call it before every kernel.
 void adopt_num_threads();
+// The calling OS thread's own count, above set_num_threads' (0: none). A model's batch-split
+// inference (engine/split_inference.py) runs a slice of the batch on each of its threads, and
+// each thread's kernels on that thread alone.
+void set_local_num_threads(int n);
 
 // The instruction set the micro-kernels use (cpu_features.cpp): "avx512", "avx2" or "generic".
 // Chosen at load time from the CPU (and the CNNKIT_ISA environment variable, which may only lower

@@ -26,6 +26,11 @@ void set_num_threads(int n) {
     cnnkit::set_num_threads(n);
 }
 
+void set_local_num_threads(int n) {
+    require(n >= 0, "the number of threads must be >= 0, got " + std::to_string(n));
+    cnnkit::set_local_num_threads(n);
+}
+
 void set_winograd_tile(int m) {
     require(m == 0 || m == 2 || m == 4, "the Winograd tile must be 0, 2 or 4, got " + std::to_string(m));
     cnnkit::set_winograd_tile(m);
@@ -58,6 +63,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("openmp_enabled", &cnnkit::openmp_enabled, "Whether the kernels were built with OpenMP.");
     m.def("get_num_threads", &cnnkit::get_num_threads, "Threads the kernels use.");
     m.def("set_num_threads", &set_num_threads, "n"_a, "Sets the threads the kernels use.");
+    m.def("set_local_num_threads", &set_local_num_threads, "n"_a,
+          "Sets the threads the kernels use when called from this OS thread (0: the library's).");
     m.def("simd_isa", &cnnkit::simd_isa, "The instruction set of the matrix micro-kernels.");
     m.def("set_simd_isa", &set_simd_isa, "name"_a,
           "Chooses the micro-kernels' instruction set: 'generic', 'avx2' or 'avx512'.");

@@ -44,6 +44,7 @@ from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
 from .distribute import training as distributed
 from .distribute.strategy import distribution
+from .engine import split_inference
 from .layers.base import TRAINABLE_VERSION
 from .layers.call_state import Workspaces
 
@@ -1001,7 +1002,7 @@ class Trainer:
                 cbs.on_predict_batch_begin(step)
                 xs = self._stream_x(batch, step, "predict")
                 with self._exclusive():  # the outputs live in workspaces: copied under the lock
-                    outs = [o.copy() for o in self._run(self._step_state(False), xs, False)]
+                    outs = self._predicted(xs)
                 parts.append(outs)
                 cbs.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs)})
             if run.ran_out:
@@ -1141,11 +1142,20 @@ class Trainer:
     def predict_on_batch(self, x):
         xs = self._prepare_x(x)
         with self._exclusive():
-            # The layers' reused workspaces (no fresh pages for every activation of every
-            # call); the outputs live there, so the caller gets copies, taken under the lock.
-            outs = self._run(self._step_state(False), xs, False)
-            outs = [o.copy() for o in outs]
+            outs = self._predicted(xs)
         return self._pack_outputs(outs)
+
+    def _predicted(self, xs):
+        """The outputs on the batch xs, as new arrays: a slice of the batch per thread where
+        the model allows it (engine/split_inference.py), else the whole batch in the layers'
+        reused workspaces (no fresh pages for every activation of every call), copied out.
+        The caller holds the lock."""
+        state = self._step_state(False)
+        outs = split_inference.split_predict(self, state, xs)
+        if outs is None:
+            outs = [o.copy() for o in self._run(state, xs, False)]
+            state.ran = True
+        return outs
 
 
 # ---------------------------------------------------------------- compile's structures
