@@ -38,6 +38,12 @@ CASES = [
     (2, 9, 10, 5, 3, 3, 20, (1, 1), "same"),
     (1, 11, 9, 8, 2, 3, 16, (2, 1), "same"),
     (2, 8, 8, 16, 3, 3, 12, (1, 1), "valid"),
+    # 'same' padding: the interior read in place, each border strip from a padded copy of its own
+    (1, 2, 1, 3, 5, 5, 16, (1, 1), "same"),      # smaller than the kernel: no interior at all
+    (2, 16, 16, 16, 1, 1, 32, (2, 2), "same"),   # ResNet's 1x1 shortcut: no padding
+    (2, 16, 16, 16, 3, 3, 32, (2, 2), "same"),   # its strided 3x3: padded below and right only
+    (1, 7, 9, 16, 3, 3, 16, (3, 3), "same"),
+    (1, 3, 12, 6, 3, 5, 20, (1, 1), "same"),     # one interior row, columns 2-9 of 12
     (1, 6, 6, 17, 3, 3, 16, (1, 1), "same"),
     (2, 8, 8, 32, 3, 3, 32, (1, 1), "same"),      # ResNet-20's second stage
     (2, 9, 7, 40, 3, 3, 50, (2, 2), "same"),
@@ -137,6 +143,7 @@ def test_direct_conv_blocks_agree_across_threads(n):
 
 @pytest.mark.parametrize("n,h,w,c,oc,groups", [
     (2, 9, 8, 16, 24, 1),   # the direct kernels: the sum in the tiles' epilogue, edge tiles too
+    (1, 32, 32, 16, 16, 1),  # ResNet-20's first stage: borders and interior summed alike
     (3, 8, 8, 32, 32, 1),   # a ResNet block's last convolution
     (1, 6, 6, 80, 20, 1),   # C > 64: the GEMM, then a pass for the sum
     (2, 7, 6, 12, 3, 1),    # few outputs

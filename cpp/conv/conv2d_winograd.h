@@ -108,11 +108,34 @@ struct TileGrid {
     }
 };
 
+// The tiles of a grid from tile t0 on, in order: the image and first output of each, found by
+// one division for the first and counting after it (two divisions a tile, and the bounds checks
+// below, took a third of the instructions of the unpacked driver at 16 channels: callgrind).
+struct TileCursor {
+    const TileGrid& grid;
+    int64_t n;
+    int oh0, ow0;
+    TileCursor(const TileGrid& grid_, int64_t t0) : grid(grid_) { grid.locate(t0, &n, &oh0, &ow0); }
+    void next() {
+        if ((ow0 += grid.m) == grid.TW * grid.m) {
+            ow0 = 0;
+            if ((oh0 += grid.m) == grid.TH * grid.m) oh0 = 0, ++n;
+        }
+    }
+};
+
 // The (m+2)^2 input rows of the tile whose first output is (n, oh0, ow0): inside the image in
 // place, outside it a row of zeros.
 inline void tile_input_rows(const float* inp, const Window2d& g, int m, int64_t n, int oh0,
                             int ow0, const float* zeros, const float** d) {
     const int a = m + 2, ih0 = oh0 - g.PT, iw0 = ow0 - g.PL;
+    if (ih0 >= 0 && iw0 >= 0 && ih0 + a <= g.H && iw0 + a <= g.W) {  // all inside: no checks
+        const float* base = inp + ((n * g.H + ih0) * g.W + iw0) * g.C;
+        const int64_t rs = (int64_t)g.W * g.C;
+        for (int y = 0; y < a; ++y)
+            for (int x = 0; x < a; ++x) d[y * a + x] = base + y * rs + (int64_t)x * g.C;
+        return;
+    }
     for (int y = 0; y < a; ++y)
         for (int x = 0; x < a; ++x) {
             const int ih = ih0 + y, iw = iw0 + x;
@@ -126,6 +149,13 @@ inline void tile_input_rows(const float* inp, const Window2d& g, int m, int64_t 
 template <class P>
 void tile_output_rows(P t, const Window2d& g, int m, int OC, int64_t n, int oh0, int ow0,
                       P outside, P* y) {
+    if (oh0 + m <= g.OH && ow0 + m <= g.OW) {  // all inside: no checks
+        const P base = t + ((n * g.OH + oh0) * g.OW + ow0) * OC;
+        const int64_t rs = (int64_t)g.OW * OC;
+        for (int a = 0; a < m; ++a)
+            for (int b = 0; b < m; ++b) y[a * m + b] = base + a * rs + (int64_t)b * OC;
+        return;
+    }
     for (int a = 0; a < m; ++a)
         for (int b = 0; b < m; ++b) {
             const int oh = oh0 + a, ow = ow0 + b;
@@ -143,15 +173,11 @@ inline void block_outputs(OutputFn output, const float* m, int64_t TB, int64_t t
     const float* b = bias ? bias : zeros;
     float* y[16];
     const float* res[16];
-    for (int r = 0; r < nt; ++r) {
-        int64_t n;
-        int oh0, ow0;
-        grid.locate(t0 + r, &n, &oh0, &ow0);
-        tile_output_rows(out, g, tm, OC, n, oh0, ow0, sink, y);
-        if (residual)
-            tile_output_rows(residual, g, tm, OC, n, oh0, ow0, zeros, res);
-        else
-            std::fill(res, res + tm * tm, zeros);
+    if (!residual) std::fill(res, res + tm * tm, zeros);
+    TileCursor at(grid, t0);
+    for (int r = 0; r < nt; ++r, at.next()) {
+        tile_output_rows(out, g, tm, OC, at.n, at.oh0, at.ow0, sink, y);
+        if (residual) tile_output_rows(residual, g, tm, OC, at.n, at.oh0, at.ow0, zeros, res);
         output(m + (int64_t)r * OC, TB * OC, OC, b, res, y);
     }
 }

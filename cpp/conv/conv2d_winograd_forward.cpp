@@ -55,13 +55,12 @@ void forward(const ForwardTiles& tf, float* out, const float* inp, const float* 
         std::fill(rows, rows + wmax, 0.f);
         const float* zeros = rows;
         const float* d[gemm::kMaxMR * kMaxXi];
+        TileCursor at(grid, t0);
         for (int r0 = 0; r0 < nt; r0 += (int)MR) {
             for (int i = 0; i < MR; ++i) {
                 if (r0 + i < nt) {
-                    int64_t n;
-                    int oh0, ow0;
-                    grid.locate(t0 + r0 + i, &n, &oh0, &ow0);
-                    tile_input_rows(inp, g, tm, n, oh0, ow0, zeros, d + i * xis);
+                    tile_input_rows(inp, g, tm, at.n, at.oh0, at.ow0, zeros, d + i * xis);
+                    at.next();
                 } else {
                     std::fill(d + i * xis, d + (i + 1) * xis, zeros);
                 }

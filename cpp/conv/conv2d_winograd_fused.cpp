@@ -120,11 +120,9 @@ void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const f
         std::fill(rows, rows + wmax, 0.f);
         const float* zeros = rows;
         const float* d[kMaxXi];
-        for (int r = 0; r < nt; ++r) {
-            int64_t n;
-            int oh0, ow0;
-            grid.locate(t0 + r, &n, &oh0, &ow0);
-            tile_input_rows(inp, g, tm, n, oh0, ow0, zeros, d);
+        TileCursor at(grid, t0);
+        for (int r = 0; r < nt; ++r, at.next()) {
+            tile_input_rows(inp, g, tm, at.n, at.oh0, at.ow0, zeros, d);
             // The next tile but one starts 2 m pixels to the right, in the same input rows: perf
             // put the transform's stalls on its loads of the input (a 4 MB activation at batch 64
             // is read from L3), and asking for them two tiles ahead was up to a few percent faster.

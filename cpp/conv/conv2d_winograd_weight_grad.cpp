@@ -47,15 +47,13 @@ void weight_grad(const WeightGradTiles& tf, float* dweight, float* dbias, const 
             const int nt = (int)std::min(TB, tiles - t0);
             const float* d[kMaxXi];
             const float* dy[16];
-            for (int r = 0; r < nt; ++r) {
-                int64_t n;
-                int oh0, ow0;
-                grid.locate(t0 + r, &n, &oh0, &ow0);
+            TileCursor at(grid, t0);
+            for (int r = 0; r < nt; ++r, at.next()) {
                 if (dweight) {
-                    tile_input_rows(inp, g, tm, n, oh0, ow0, zeros, d);
+                    tile_input_rows(inp, g, tm, at.n, at.oh0, at.ow0, zeros, d);
                     tf.input(d, C, v + (int64_t)r * C, TB * C);
                 }
-                tile_output_rows(dout, g, tm, OC, n, oh0, ow0, zeros, dy);
+                tile_output_rows(dout, g, tm, OC, at.n, at.oh0, at.ow0, zeros, dy);
                 if (dweight) tf.dout(dy, OC, dm + (int64_t)r * OC, TB * OC);
                 if (dbias)
                     for (int k = 0; k < tm * tm; ++k)
