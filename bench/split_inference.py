@@ -1,13 +1,14 @@
 """Inference of the Keras file of compare.py's keras_infer (ResNet-20) with the batch split into
 a slice per thread (python/cnnkit/engine/split_inference.py, the default) and whole (every
 kernel on all threads). Each round runs one child process per way and batch size, alternating,
-each timing predict_on_batch in a loop for --seconds; the table gives each way's median
-images/s over the rounds, and their ratio.
+each timing predict_on_batch in a loop for --seconds (bench/_predict_loop.py); the table gives
+each way's median images/s over the rounds, and their ratio.
 
     python bench/split_inference.py [--threads 2] [--batches 16,32,64,256] [--rounds 6]
                                     [--seconds 3]
 """
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -17,23 +18,7 @@ from _machine import cpu_name
 from _tables import print_table
 from compare import make_keras_file
 
-CHILD = """
-import sys, time
-import numpy as np
-import cnnkit
-from cnnkit.engine import split_inference
-cnnkit.set_num_threads(int(sys.argv[2]))
-split_inference.ENABLED = sys.argv[5] == "split"
-model = cnnkit.models.load_model(sys.argv[1], compile=False)
-x = np.random.default_rng(0).standard_normal((int(sys.argv[4]), 32, 32, 3)).astype(np.float32)
-for _ in range(3):
-    model.predict_on_batch(x)
-start, n = time.perf_counter(), 0
-while time.perf_counter() - start < float(sys.argv[3]):
-    model.predict_on_batch(x)
-    n += 1
-print(len(x) * n / (time.perf_counter() - start))
-"""
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_predict_loop.py")
 WAYS = ("split", "whole")
 
 
@@ -53,10 +38,10 @@ def main():
         for round_ in range(args.rounds):
             for b in batches:
                 for way in WAYS:
-                    out = subprocess.run([sys.executable, "-c", CHILD, path, str(args.threads),
+                    out = subprocess.run([sys.executable, CHILD, path, str(args.threads),
                                           str(args.seconds), str(b), way],
                                          capture_output=True, text=True, check=True)
-                    speeds[b, way].append(float(out.stdout.split()[-1]))
+                    speeds[b, way].append(b / float(out.stdout.split()[-1]))
             print(f"  round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
     print(f"CPU: {cpu_name()}; ResNet-20 from a .keras file, predict_on_batch, {args.threads} "
           f"threads; median images/s over {args.rounds} rounds of {args.seconds:g} s")

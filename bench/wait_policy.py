@@ -1,9 +1,11 @@
 """Inference of the Keras file of compare.py's keras_infer (ResNet-20, batch 64) under libgomp's
 wait policies: passive (cnnkit's default, python/cnnkit/__init__.py), a short spin
 (GOMP_SPINCOUNT) and active. Each round runs one child process per policy, alternating, each
-timing predict_on_batch in a loop for --seconds; the table gives each policy's median ms per
-predict over the rounds. On an idle machine it shows what waking sleeping threads costs a
-predict's parallel regions; bench/busy_machine.py shows what spinning costs beside busy ones.
+timing predict_on_batch in a loop for --seconds (bench/_predict_loop.py), the batch whole, its
+kernels on all threads (not split into a slice per thread, predict's default: see
+bench/split_inference.py); the table gives each policy's median ms per predict over the rounds.
+On an idle machine it shows what waking sleeping threads costs a predict's parallel regions;
+bench/busy_machine.py shows what spinning costs beside busy ones.
 
     python bench/wait_policy.py [--threads 2] [--rounds 6] [--seconds 3] [--spin 3000]
 """
@@ -16,21 +18,7 @@ import tempfile
 
 from compare import make_keras_file
 
-CHILD = """
-import sys, time
-import numpy as np
-import cnnkit
-cnnkit.set_num_threads(int(sys.argv[2]))
-model = cnnkit.models.load_model(sys.argv[1], compile=False)
-x = np.random.default_rng(0).standard_normal((64, 32, 32, 3)).astype(np.float32)
-for _ in range(3):
-    model.predict_on_batch(x)
-start, n = time.perf_counter(), 0
-while time.perf_counter() - start < float(sys.argv[3]):
-    model.predict_on_batch(x)
-    n += 1
-print((time.perf_counter() - start) / n)
-"""
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_predict_loop.py")
 
 
 def main():
@@ -52,9 +40,10 @@ def main():
                 env = {k: v for k, v in os.environ.items()
                        if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
                 env.update(policy)
-                out = subprocess.run([sys.executable, "-c", CHILD, path, str(args.threads),
-                                      str(args.seconds)], env=env, capture_output=True, text=True,
-                                     check=True)
+                # The whole batch: the wait policies matter where a pass's kernels share threads.
+                out = subprocess.run([sys.executable, CHILD, path, str(args.threads),
+                                      str(args.seconds), "64", "whole"], env=env,
+                                     capture_output=True, text=True, check=True)
                 times[name].append(float(out.stdout.split()[-1]))
     print(f"ResNet-20 from a .keras file, predict_on_batch of 64 images, {args.threads} threads, "
           f"median over {args.rounds} rounds of {args.seconds:g} s")

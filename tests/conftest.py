@@ -30,3 +30,17 @@ def isa_threads(request):
     yield
     _core.set_simd_isa(old_isa)
     cnnkit.set_num_threads(old_threads)
+
+
+def _threads_fixture(n, doc):
+    def fixture():
+        before = cnnkit.get_num_threads()
+        cnnkit.set_num_threads(n)
+        yield
+        cnnkit.set_num_threads(before)
+    fixture.__doc__ = doc
+    return pytest.fixture(fixture)
+
+
+one_thread = _threads_fixture(1, "Runs the test on one thread, restoring the count after it.")
+two_threads = _threads_fixture(2, "Runs the test on two threads, restoring the count after it.")

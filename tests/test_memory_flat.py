@@ -19,15 +19,7 @@ def resident_bytes():
         return int(f.read().split()[1]) * 4096
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny steps: one thread is faster, and immune to a busy second core."""
-    before = cnnkit.get_num_threads()
-    cnnkit.set_num_threads(1)
-    yield
-    cnnkit.set_num_threads(before)
-
-
+# one_thread (conftest.py): tiny steps run faster on one thread, and are immune to a busy core.
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_a_thousand_training_steps_leave_memory_flat(one_thread):
     set_random_seed(0)

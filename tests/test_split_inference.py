@@ -12,14 +12,6 @@ from cnnkit.engine import split_inference
 from cnnkit.utils import set_random_seed
 
 
-@pytest.fixture
-def two_threads():
-    old = cnnkit.get_num_threads()
-    cnnkit.set_num_threads(2)
-    yield
-    cnnkit.set_num_threads(old)
-
-
 def resnet_like(extra=None, training_dropout=False):
     """Conv-BN-ReLU, a residual block with a projection shortcut, pooling, Dense softmax:
     every kind of step a ResNet's inference pass runs (folds, a folded residual)."""
