@@ -74,7 +74,7 @@ def _residual_add(steps, readers, producers, i, number, output_numbers):
     # Computed after the convolution, it is not there yet, unless its step can run first: all
     # its inputs come before step i (a projection block's 1x1 convolution of the block's input,
     # which Keras' order puts after the block's own convolutions). inference_order moves it.
-    if p == i or (p > i and any(producers.get(n, -1) >= i for n in steps[p].inputs)):
+    if p > i and any(producers.get(n, -1) >= i for n in steps[p].inputs):
         return None
     r = _only_reader(steps, readers, step.outputs[0], output_numbers)
     relu = r is not None and _plain_relu(steps[r].layer) and \

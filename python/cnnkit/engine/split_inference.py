@@ -8,8 +8,8 @@ VM of bench/compare.py), 2 threads ran 1,270-1,370 images/s, while two processes
 each ran 1,650 together. Here one Python thread per slice takes the second shape inside one
 process: the kernels release the GIL, so the slices' convolutions run side by side and only
 the layers' Python glue takes turns (some 2.5 ms a pass: a batch of 2 took 5.9 ms).
-`python bench/split_inference.py` measures both ways: on that VM, 1.16x at batch 64, 1.06x at
-16 and 32, and the same speed at 256, where each parallel region has work enough.
+`python bench/split_inference.py` measures both ways: on that VM, two runs gave 1.00-1.16x at
+batches of 16 to 256 (the README has them).
 
 Only a model whose every layer treats each sample on its own at inference is split: cnnkit's
 own layers (BatchNormalization then uses its moving statistics; the random layers do nothing),
