@@ -130,3 +130,20 @@ def test_set_local_num_threads_checks_its_argument():
         _core.set_local_num_threads(-1)
     _core.set_local_num_threads(1)
     _core.set_local_num_threads(0)
+
+
+def test_a_model_of_two_inputs_and_two_outputs_splits_each_alike(two_threads):
+    set_random_seed(4)
+    image, extra = cnnkit.Input((8, 8, 3)), cnnkit.Input((5,))
+    x = L.GlobalAveragePooling2D()(L.Conv2D(6, 3, padding="same", activation="relu")(image))
+    x = L.Concatenate()([x, extra])
+    model = cnnkit.Model([image, extra], [L.Dense(4, activation="softmax")(x), L.Dense(1)(x)])
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((33, 8, 8, 3)).astype(np.float32),
+          rng.standard_normal((33, 5)).astype(np.float32)]
+    expected = whole(model, xs)
+    got = model.predict_on_batch(xs)
+    assert slices_made(model) == 2
+    for a, b in zip(got, expected):
+        assert a.shape[0] == 33
+        np.testing.assert_array_equal(a, b)
