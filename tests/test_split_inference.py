@@ -43,7 +43,7 @@ def whole(model, x):
 def slices_made(model):
     state = model._step_state(False)
     split = getattr(state, "split", None)
-    return 0 if split is None or not split[1] else len(split[2])
+    return 0 if split is None or not split.allowed else len(split.states)
 
 
 def test_a_split_predict_gives_the_whole_batchs_outputs_bit_for_bit(two_threads):

@@ -73,6 +73,17 @@ def _pool(threads):
         return _workers[2]
 
 
+class SplitStates:
+    """What a trainer's inference state keeps for split passes (as state.split): whether its
+    model may split (per_sample), and a call state of the model per slice. The trainer keeps a
+    state per graph, so a rebuilt model starts anew."""
+    __slots__ = ("allowed", "states")
+
+    def __init__(self, allowed):
+        self.allowed = allowed
+        self.states = []
+
+
 def split_predict(model, state, xs):
     """The model's outputs on xs (copies), from one slice of the batch per thread; None when
     the batch runs whole (one thread, a batch under MIN_SLICE images a thread, a model that
@@ -82,15 +93,14 @@ def split_predict(model, state, xs):
     if not ENABLED or threads < 2 or n < 2 * MIN_SLICE:
         return None
     split = getattr(state, "split", None)
-    graph = model._graph_for(False)
-    if split is None or split[0] is not graph:
+    if split is None:
         if not getattr(state, "ran", False):
             return None
-        split = state.split = (graph, per_sample(graph), [])
-    if not split[1]:
+        split = state.split = SplitStates(per_sample(model._graph_for(False)))
+    if not split.allowed:
         return None
     slices = min(threads, n // MIN_SLICE)
-    states = split[2]
+    states = split.states
     while len(states) < slices:
         states.append(model.new_state(reuse=True))
     bounds = [n * k // slices for k in range(slices + 1)]
@@ -99,7 +109,8 @@ def split_predict(model, state, xs):
     def run(k):
         return model._run(states[k], parts[k], False)
 
-    futures = [_pool(threads).submit(run, k) for k in range(1, slices)]
+    workers = _pool(threads)
+    futures = [workers.submit(run, k) for k in range(1, slices)]
     _core.set_local_num_threads(1)
     try:
         first = run(0)
