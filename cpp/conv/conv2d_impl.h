@@ -113,6 +113,8 @@ void input_grad_as_forward(float* dinp, const float* dout, const float* weight, 
 // either tile size. F(4x4)'s forward pass of few channels (64 in and out together, or 128 on
 // outputs up to 8x8) runs unpacked on AVX2 (conv/conv2d_winograd_fused.cpp), same outputs.
 constexpr int kWinogradMinChannels = 24;
+// In an inference plan's cache-resident passes (winograd_choice), from 16 in and out.
+constexpr int kWinogradHotMinChannels = 16;
 constexpr int kWinogradWeightGradMinOC = 64;
 constexpr int kWinogradF4MaxChannels = 512;
 bool winograd_applies(const Window2d& g, int OC);
@@ -124,6 +126,20 @@ bool winograd_weight_grad_applies(const Window2d& g, int OC);
 // residual (N,OH,OW,OC) or null: added before the ReLU, as few_channel_forward does.
 void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                       const Window2d& g, int OC, bool relu, const float* residual);
+// The forward pass chosen once for many calls of one shape (N aside) and its kernels made
+// ready once: an inference plan's micro-batches (inference_plan.cpp). tile 0: no Winograd.
+// in_cache: the calls' activations stay in cache (a plan's few images a pass), where F(4x4)
+// unpacked also beats the direct kernels on 16 channels in and out (see winograd_choice).
+struct WinogradChoice {
+    int tile = 0;
+    bool fused = false;  // the unpacked driver
+};
+WinogradChoice winograd_choice(const Window2d& g, int OC, bool in_cache);
+int64_t winograd_prepared_floats(WinogradChoice c, const Window2d& g, int OC);
+void winograd_prepare(float* dst, WinogradChoice c, const float* weight, const Window2d& g, int OC);
+void winograd_forward_prepared(float* out, const float* inp, const float* prepared,
+                               WinogradChoice c, const float* bias, const Window2d& g, int OC,
+                               bool relu, const float* residual);
 // Either output may be null.
 void winograd_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
                           const Window2d& g, int OC);

@@ -323,6 +323,40 @@ void winograd_forward(float* out, const float* inp, const float* weight, const f
     winograd::forward(tf, out, inp, weight, bias, g, OC, relu, residual);
 }
 
+WinogradChoice winograd_choice(const Window2d& g, int OC, bool in_cache) {
+    WinogradChoice c;
+    c.tile = winograd_output_tile(g, OC);
+    if (c.tile == 0 && in_cache && g_enabled.load(std::memory_order_relaxed) && tiles_take(g) &&
+        g.C >= kWinogradHotMinChannels && OC >= kWinogradHotMinChannels &&
+        g.C + OC <= 64 && fused_available(OC) && TileGrid(g, 4).fits(g))
+        // An inference plan's passes keep their activations in cache, where the transforms'
+        // reads no longer wait on memory: ResNet-20's .keras file (batch 64, 1 MB passes, AVX2
+        // Zen 3, three alternating runs) predicted 1.06-1.20x faster with its 16->16 layers on
+        // F(4x4) unpacked than on the direct kernel, at 1 and 2 threads.
+        c.tile = 4;
+    c.fused = c.tile != 0 && fused_rule(g, OC, c.tile);
+    return c;
+}
+
+static const ForwardTiles& tiles_of(WinogradChoice c) { return c.tile == 4 ? f4_tiles() : f2_tiles(); }
+
+int64_t winograd_prepared_floats(WinogradChoice c, const Window2d& g, int OC) {
+    return winograd::prepared_floats(tiles_of(c), g.C, OC, c.fused);
+}
+
+void winograd_prepare(float* dst, WinogradChoice c, const float* weight, const Window2d& g, int OC) {
+    winograd::prepare(tiles_of(c), weight, g.C, OC, c.fused, dst);
+}
+
+void winograd_forward_prepared(float* out, const float* inp, const float* prepared,
+                               WinogradChoice c, const float* bias, const Window2d& g, int OC,
+                               bool relu, const float* residual) {
+    if (c.fused)
+        return winograd::forward_fused(tiles_of(c), out, inp, nullptr, bias, g, OC, relu,
+                                       residual, prepared);
+    winograd::forward(tiles_of(c), out, inp, nullptr, bias, g, OC, relu, residual, prepared);
+}
+
 void winograd_weight_grad(float* dweight, float* dbias, const float* dout, const float* inp,
                           const Window2d& g, int OC) {
     const WeightGradTiles& tf =

@@ -55,15 +55,24 @@ struct ForwardTiles {
 
 // The forward pass of a 3x3 stride-1 convolution by the tiles of tf (conv2d_winograd_forward.cpp).
 // inp (N,H,W,C), weight (3,3,C,OC), bias (OC) or null, residual (N,OH,OW,OC) or null.
+// prepared: the kernels as prepare() made them for this driver (then weight is not read), or
+// null to transform weight in this call.
 void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
-             const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
+             const float* bias, const Window2d& g, int OC, bool relu, const float* residual,
+             const float* prepared = nullptr);
 
 // The same pass without packing, for few channels (conv2d_winograd_fused.cpp): row-major V and
 // U, a micro-kernel that broadcasts from the rows of V. Needs fused_available(OC): OC a multiple
 // of 8, and AVX2 the active instruction set.
 bool fused_available(int OC);
 void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
-                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual);
+                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual,
+                   const float* prepared = nullptr);
+
+// The kernels of weight (3,3,C,OC) as the forward driver reads them, made once for many calls
+// (an inference plan's micro-batches): transformed (U), and for forward() also packed.
+int64_t prepared_floats(const ForwardTiles& tf, int C, int OC, bool fused);
+void prepare(const ForwardTiles& tf, const float* weight, int C, int OC, bool fused, float* dst);
 
 // dM of one tile: dm[xi * xs + oc] = (A dY A^T)[xi], from its m^2 rows of output gradient.
 using DoutFn = void (*)(const float* const* dy, int OC, float* dm, int64_t xs);

@@ -11,20 +11,13 @@ namespace {
 
 gemm::Buffer& tl_upacked() { thread_local gemm::Buffer b; return b; }  // U, packed for the GEMM
 
-}  // namespace
-
-void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
-             const float* bias, const Window2d& g, int OC, bool relu, const float* residual) {
-    const int C = g.C, tm = tf.m, xis = (tm + 2) * (tm + 2);
-    const gemm::Kernel kr = gemm::active_kernel();
-    const TileGrid grid(g, tm);
-    const int64_t tiles = grid.count(g);
-
-    // The xis kernels, transformed, then packed as the B operands of the GEMM.
+// up (xis x C x Npad): U[xi], transformed from weight and packed as the GEMM's B operands.
+void pack_kernels(const ForwardTiles& tf, const gemm::Kernel& kr, const float* weight, int C,
+                  int OC, float* up) {
+    const int xis = (tf.m + 2) * (tf.m + 2);
     const int64_t CO = (int64_t)C * OC, Npad = gemm::round_up(OC, kr.nr);
     float* u = gemm::reserve(tl_u(), (std::size_t)(xis * CO));
     tf.kernel(weight, C, OC, u);
-    float* up = gemm::reserve(tl_upacked(), (std::size_t)(xis * C * Npad));
     const gemm::KSplit ks(C, kr.kc);
     const int64_t npan = Npad / kr.nr, per_xi = ks.nblk * npan;
 #pragma omp parallel for schedule(static) if (xis * CO > 65536)
@@ -36,6 +29,39 @@ void forward(const ForwardTiles& tf, float* out, const float* inp, const float* 
                            (int)std::min<int64_t>(kr.nr, OC - j0), kr.nr,
                            up + xi * C * Npad + k0 * Npad + j0 * kc);
     }
+}
+
+}  // namespace
+
+int64_t prepared_floats(const ForwardTiles& tf, int C, int OC, bool fused) {
+    const int64_t xis = (tf.m + 2) * (tf.m + 2);
+    return fused ? xis * C * OC : xis * C * gemm::round_up(OC, gemm::active_kernel().nr);
+}
+
+void prepare(const ForwardTiles& tf, const float* weight, int C, int OC, bool fused, float* dst) {
+    if (fused)
+        tf.kernel(weight, C, OC, dst);
+    else
+        pack_kernels(tf, gemm::active_kernel(), weight, C, OC, dst);
+}
+
+void forward(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
+             const float* bias, const Window2d& g, int OC, bool relu, const float* residual,
+             const float* prepared) {
+    const int C = g.C, tm = tf.m, xis = (tm + 2) * (tm + 2);
+    const gemm::Kernel kr = gemm::active_kernel();
+    const TileGrid grid(g, tm);
+    const int64_t tiles = grid.count(g);
+
+    // The xis kernels, transformed, then packed as the B operands of the GEMM.
+    const int64_t Npad = gemm::round_up(OC, kr.nr);
+    const float* up = prepared;
+    if (!up) {
+        float* packed = gemm::reserve(tl_upacked(), (std::size_t)(xis * C * Npad));
+        pack_kernels(tf, kr, weight, C, OC, packed);
+        up = packed;
+    }
+    const gemm::KSplit ks(C, kr.kc);
 
     // A block's V and M within 1.5 MB (F(2x2) measured; F(4x4)'s larger tiles keep the bytes).
     const int64_t TB = block_tiles(tiles, xis, C, OC, 3 << 19, kr.mr, 1024);

@@ -95,13 +95,18 @@ PositionGemmFn position_gemm() {
 bool fused_available(int OC) { return OC % 8 == 0 && position_gemm() != nullptr; }
 
 void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const float* weight,
-                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual) {
+                   const float* bias, const Window2d& g, int OC, bool relu, const float* residual,
+                   const float* prepared) {
     const int C = g.C, tm = tf.m, xis = (tm + 2) * (tm + 2);
     const PositionGemmFn gemm_xi = position_gemm();
     const TileGrid grid(g, tm);
     const int64_t tiles = grid.count(g), CO = (int64_t)C * OC;
-    float* u = gemm::reserve(tl_u(), (std::size_t)(xis * CO));
-    tf.kernel(weight, C, OC, u);
+    const float* u = prepared;
+    if (!u) {
+        float* made = gemm::reserve(tl_u(), (std::size_t)(xis * CO));
+        tf.kernel(weight, C, OC, made);
+        u = made;
+    }
 
     // A block's V and M within 256 KB (half of Zen 3's L2), at most 96 tiles: against 128 KB,
     // 512 KB and 1.5 MB, and 384 tiles, it was the fastest at ResNet-20's shapes (2 threads).
