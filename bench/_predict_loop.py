@@ -1,7 +1,9 @@
-"""The child process of bench/wait_policy.py and bench/split_inference.py: loads a .keras file
-in cnnkit and times predict_on_batch in a loop; prints the seconds per predict.
+"""The child process of bench/wait_policy.py, bench/split_inference.py and
+bench/inference_plan.py: loads a .keras file in cnnkit and times predict_on_batch in a loop;
+prints the seconds per predict. way: plan (an inference plan, then batch split: the defaults),
+split (no plan), whole (neither). pass_bytes: inference_plan.PASS_BYTES, if given.
 
-    python bench/_predict_loop.py MODEL.keras THREADS SECONDS BATCH split|whole
+    python bench/_predict_loop.py MODEL.keras THREADS SECONDS BATCH plan|split|whole [PASS_BYTES]
 """
 import sys
 import time
@@ -9,12 +11,15 @@ import time
 import numpy as np
 
 import cnnkit
-from cnnkit.engine import split_inference
+from cnnkit.engine import inference_plan, split_inference
 
 
-def main(path, threads, seconds, batch, way):
+def main(path, threads, seconds, batch, way, pass_bytes=None):
     cnnkit.set_num_threads(int(threads))
-    split_inference.ENABLED = way == "split"
+    inference_plan.ENABLED = way == "plan"
+    split_inference.ENABLED = way in ("plan", "split")
+    if pass_bytes is not None:
+        inference_plan.PASS_BYTES = int(pass_bytes)
     model = cnnkit.models.load_model(path, compile=False)
     x = np.random.default_rng(0).standard_normal((int(batch), 32, 32, 3)).astype(np.float32)
     for _ in range(3):
@@ -27,4 +32,4 @@ def main(path, threads, seconds, batch, way):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])

@@ -63,5 +63,6 @@ LD_PRELOAD=$preload "$py" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/test_fused_kernels.py tests/test_first_layer_conv.py tests/test_step_allocations.py \
   tests/test_layers.py tests/test_augment.py tests/test_concurrent_predict.py \
   tests/test_views_and_nonfinite.py tests/test_bad_input.py tests/test_fuzz.py \
+  tests/test_inference_plan.py \
   "${family_tests[@]}" "$@"
 echo "sanitize.sh: clean under ASan + UBSan"

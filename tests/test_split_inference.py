@@ -1,6 +1,7 @@
 """Batch-split inference (engine/split_inference.py): predict runs a slice of its batch per
 thread when every layer treats each sample on its own, and gives the whole batch's outputs bit
-for bit; a model that might mix samples, a small batch or one thread runs whole."""
+for bit; a model that might mix samples, a small batch or one thread runs whole. A model an
+inference plan runs (engine/inference_plan.py) takes the plan first: these tests turn plans off."""
 import threading
 
 import numpy as np
@@ -8,8 +9,13 @@ import pytest
 
 import cnnkit
 from cnnkit import _core, layers as L
-from cnnkit.engine import split_inference
+from cnnkit.engine import inference_plan, split_inference
 from cnnkit.utils import set_random_seed
+
+
+@pytest.fixture(autouse=True)
+def no_plan(monkeypatch):
+    monkeypatch.setattr(inference_plan, "ENABLED", False)
 
 
 def resnet_like(extra=None, training_dropout=False):

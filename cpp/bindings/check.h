@@ -198,5 +198,6 @@ void bind_optimizer(py::module_& m);
 void bind_augment(py::module_& m);
 void bind_image(py::module_& m);
 void bind_probe(py::module_& m);
+void bind_plan(py::module_& m);
 
 }  // namespace cnnkit_bind

@@ -60,6 +60,7 @@ PYBIND11_MODULE(_core, m) {
     bind_augment(m);
     bind_image(m);
     bind_probe(m);
+    bind_plan(m);
     m.def("openmp_enabled", &cnnkit::openmp_enabled, "Whether the kernels were built with OpenMP.");
     m.def("get_num_threads", &cnnkit::get_num_threads, "Threads the kernels use.");
     m.def("set_num_threads", &set_num_threads, "n"_a, "Sets the threads the kernels use.");

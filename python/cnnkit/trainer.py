@@ -44,7 +44,7 @@ from ._args import _is_int, c_array, positive_int
 from .callbacks import CallbackList
 from .distribute import training as distributed
 from .distribute.strategy import distribution
-from .engine import split_inference
+from .engine import inference_plan, split_inference
 from .layers.base import TRAINABLE_VERSION
 from .layers.call_state import Workspaces
 
@@ -1151,7 +1151,9 @@ class Trainer:
         reused workspaces (no fresh pages for every activation of every call), copied out.
         The caller holds the lock."""
         state = self._step_state(False)
-        outs = split_inference.split_predict(self, state, xs)
+        outs = inference_plan.plan_predict(self, state, xs)
+        if outs is None:
+            outs = split_inference.split_predict(self, state, xs)
         if outs is None:
             outs = [o.copy() for o in self._run(state, xs, False)]
             state.ran = True
