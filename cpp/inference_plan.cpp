@@ -77,8 +77,9 @@ void check_op(std::size_t i, const Op& op, const std::vector<int64_t>& floats) {
 
 }  // namespace
 
-Plan::Plan(std::vector<int64_t> floats, int input, int output, std::vector<Op> ops)
-    : floats_(std::move(floats)), input_(input), output_(output), ops_(std::move(ops)) {
+Plan::Plan(std::vector<int64_t> floats, int input, int output, std::vector<Op> ops, int whole_from)
+    : floats_(std::move(floats)), input_(input), output_(output), ops_(std::move(ops)),
+      whole_from_(whole_from) {
     const int T = (int)floats_.size();
     if (input < 0 || input >= T || output < 0 || output >= T)
         throw std::invalid_argument("inference plan: input or output is not a tensor");
@@ -102,32 +103,54 @@ Plan::Plan(std::vector<int64_t> floats, int input, int output, std::vector<Op> o
     }
     if (made[output] == -2) throw std::invalid_argument("inference plan: no op writes the output");
 
-    // Slots: an op's output takes a slot freed before the op (never one of its inputs'), the
-    // output tensor keeps its own to the end.
+    if (whole_from_ < 0 || whole_from_ > (int)ops_.size())
+        throw std::invalid_argument("inference plan: whole_from is not an op index or the op count");
+
+    // Where each tensor lives: the input in x; a tensor written by a pass op and read only by
+    // pass ops in the worker's pass slots; the others (read by a whole-batch op, or the output
+    // of one) in whole-batch slots. Each set of slots is reused by liveness: an op's output
+    // takes a slot freed before the op (never one of its inputs'); the plan's output keeps its
+    // own to the end.
+    std::vector<bool> whole(T, false);
+    for (std::size_t i = whole_from_; i < ops_.size(); ++i)
+        for (int t : {ops_[i].in, ops_[i].in2, ops_[i].out})
+            if (t >= 0 && t != input_) whole[t] = true;
     slot_.assign(T, -1);
-    std::vector<int> free_slots;
-    for (std::size_t i = 0; i < ops_.size(); ++i) {
-        const int t = ops_[i].out;
+    auto assign = [&](int t, std::vector<int>& free_slots, std::vector<int64_t>& slot_floats) {
         int s;
         if (!free_slots.empty()) {
             // The free slot closest in size: fewer slots grow.
             auto best = free_slots.begin();
             for (auto it = free_slots.begin(); it != free_slots.end(); ++it)
-                if (std::abs(slot_floats_[*it] - floats_[t]) < std::abs(slot_floats_[*best] - floats_[t]))
+                if (std::abs(slot_floats[*it] - floats_[t]) < std::abs(slot_floats[*best] - floats_[t]))
                     best = it;
             s = *best;
             free_slots.erase(best);
-            slot_floats_[s] = std::max(slot_floats_[s], floats_[t]);
+            slot_floats[s] = std::max(slot_floats[s], floats_[t]);
         } else {
-            s = (int)slot_floats_.size();
-            slot_floats_.push_back(floats_[t]);
+            s = (int)slot_floats.size();
+            slot_floats.push_back(floats_[t]);
         }
         slot_[t] = s;
+    };
+    auto release = [&](std::size_t i, std::vector<int>& free_slots, bool in_whole) {
         const Op& op = ops_[i];
-        for (int r : {op.in, op.in2, t})
-            if (r >= 0 && r != input_ && r != output_ && slot_[r] >= 0 && last[r] <= (int)i &&
+        for (int r : {op.in, op.in2, op.out})
+            if (r >= 0 && r != input_ && r != output_ && whole[r] == in_whole && last[r] <= (int)i &&
                 std::find(free_slots.begin(), free_slots.end(), slot_[r]) == free_slots.end())
                 free_slots.push_back(slot_[r]);
+    };
+    whole_tensor_ = whole;
+    std::vector<int> free_pass, free_whole;
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+        const int t = ops_[i].out;
+        if (whole[t])
+            assign(t, free_whole, whole_floats_);
+        else
+            assign(t, free_pass, slot_floats_);
+        // A pass op's tensors read by whole-batch ops stay until those have run.
+        if ((int)i >= whole_from_) release(i, free_whole, true);
+        release(i, free_pass, false);
     }
 
     // The Winograd path of each convolution, its kernels' room in prepared_.
@@ -153,13 +176,14 @@ int64_t Plan::arena_floats_per_image() const {
     return total;
 }
 
-void Plan::run_pass(std::vector<gemm::Buffer>& arena, float* out, const float* x, int64_t n0,
-                    int m, const std::vector<Weights>& weights) const {
+void Plan::run_ops(int first, int last, std::vector<gemm::Buffer>& arena, const float* x,
+                   int64_t n0, int m, const std::vector<Weights>& weights) {
     auto at = [&](int t) -> float* {
         if (t == input_) return const_cast<float*>(x) + n0 * floats_[t];  // read only
+        if (whole_tensor_[t]) return whole_[slot_[t]].data() + n0 * floats_[t];
         return arena[slot_[t]].data();
     };
-    for (std::size_t i = 0; i < ops_.size(); ++i) {
+    for (int i = first; i < last; ++i) {
         const Op& op = ops_[i];
         const float* in = at(op.in);
         const float* in2 = op.in2 >= 0 ? at(op.in2) : nullptr;
@@ -200,8 +224,6 @@ void Plan::run_pass(std::vector<gemm::Buffer>& arena, float* out, const float* x
             case Kind::Softmax: softmax_forward(y, in, n / op.features, op.features); break;
         }
     }
-    const float* result = at(output_);
-    std::memcpy(out + n0 * floats_[output_], result, sizeof(float) * (std::size_t)(m * floats_[output_]));
 }
 
 void Plan::run(float* out, const float* x, int64_t N, int images, const std::vector<Weights>& weights) {
@@ -216,34 +238,50 @@ void Plan::run(float* out, const float* x, int64_t N, int images, const std::vec
         conv::winograd_prepare(prepared_.data() + prepared_at_[i], wino_[i], weights[i].weight, g,
                                ops_[i].oc);
     }
+    whole_.resize(whole_floats_.size());
+    for (std::size_t s = 0; s < whole_floats_.size(); ++s)
+        gemm::reserve(whole_[s], (std::size_t)(N * whole_floats_[s]));
     const int64_t passes = (N + images - 1) / images;
 #ifdef _OPENMP
     const int threads = (int)std::min<int64_t>(omp_get_max_threads(), passes);
 #else
     const int threads = 1;
 #endif
-    if ((int)arenas_.size() < threads) arenas_.resize(threads);
+    if ((int)arenas_.size() < std::max(threads, 1)) arenas_.resize(std::max(threads, 1));
     for (int w = 0; w < threads; ++w) {
         arenas_[w].resize(slot_floats_.size());
         for (std::size_t s = 0; s < slot_floats_.size(); ++s)
             gemm::reserve(arenas_[w][s], (std::size_t)(images * slot_floats_[s]));
     }
-    if (threads <= 1) {  // one worker: each pass's kernels on all the caller's threads
-        for (int64_t p = 0; p < passes; ++p)
-            run_pass(arenas_[0], out, x, p * images, (int)std::min<int64_t>(images, N - p * images), weights);
-        return;
-    }
+    const int64_t out_floats = floats_[output_];
+    // One pass: the pass ops on images [n0, n0 + m), then the output, if a pass op wrote it.
+    auto pass = [&](std::vector<gemm::Buffer>& arena, int64_t n0) {
+        const int m = (int)std::min<int64_t>(images, N - n0);
+        run_ops(0, whole_from_, arena, x, n0, m, weights);
+        if (!whole_tensor_[output_])
+            std::memcpy(out + n0 * out_floats, arena[slot_[output_]].data(),
+                        sizeof(float) * (std::size_t)(m * out_floats));
+    };
+    if (whole_from_ > 0) {
+        if (threads <= 1) {  // one worker: each pass's kernels on all the caller's threads
+            for (int64_t p = 0; p < passes; ++p) pass(arenas_[0], p * images);
+        } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
-    {
-        // This thread's kernels run on it alone: their parallel regions get one thread.
-        omp_set_num_threads(1);
-        std::vector<gemm::Buffer>& arena = arenas_[omp_get_thread_num()];
+            {
+                // This thread's kernels run on it alone: their parallel regions get one thread.
+                omp_set_num_threads(1);
+                std::vector<gemm::Buffer>& arena = arenas_[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t p = 0; p < passes; ++p)
-            run_pass(arena, out, x, p * images, (int)std::min<int64_t>(images, N - p * images), weights);
-    }
+                for (int64_t p = 0; p < passes; ++p) pass(arena, p * images);
+            }
 #endif
+        }
+    }
+    // The whole batch, each kernel on all the threads.
+    if (whole_from_ < (int)ops_.size()) run_ops(whole_from_, (int)ops_.size(), arenas_[0], x, 0, (int)N, weights);
+    if (whole_tensor_[output_])
+        std::memcpy(out, whole_[slot_[output_]].data(), sizeof(float) * (std::size_t)(N * out_floats));
 }
 
 }  // namespace plan

@@ -14,6 +14,12 @@
 // numbered; each op writes a new one (single assignment). A tensor's values for the images of a
 // pass live in a slot of the worker's arena, reused once its last reader has run.
 //
+// Depth-first suits ops that do much work per weight. A dense layer on a pass of a few images
+// reads its whole kernel for a few rows (the classic CIFAR CNN's 2304x512 Dense: 4.7 MB for 4
+// rows; the plan ran that CNN 2x slower than layer by layer): from such an op on (whole_from,
+// engine/inference_plan.py decides it), the plan runs the rest on the whole batch, once every
+// pass is done, each kernel on all the threads.
+//
 // Contract: the constructor checks every op against the tensors' sizes and throws
 // std::invalid_argument; run() trusts its arguments (the bindings check them) and throws nothing.
 #pragma once
@@ -51,15 +57,20 @@ struct Weights {
 
 class Plan {
   public:
-    // floats: each tensor's floats per image; input, output: the tensors of x and out.
-    Plan(std::vector<int64_t> floats, int input, int output, std::vector<Op> ops);
+    // floats: each tensor's floats per image; input, output: the tensors of x and out;
+    // whole_from: the first op run on the whole batch at once (ops.size(): none), after every
+    // pass of the ops before it.
+    Plan(std::vector<int64_t> floats, int input, int output, std::vector<Op> ops, int whole_from);
 
     const std::vector<Op>& ops() const { return ops_; }
     int64_t floats(int tensor) const { return floats_[tensor]; }
     int input() const { return input_; }
     int output() const { return output_; }
-    // How many arena slots a worker holds, and its floats per image in all (the liveness reuse).
+    int whole_from() const { return whole_from_; }
+    // How many pass slots a worker holds, and their floats per image in all (the liveness
+    // reuse); the whole-batch slots, shared.
     int slots() const { return (int)slot_floats_.size(); }
+    int whole_slots() const { return (int)whole_floats_.size(); }
     int64_t arena_floats_per_image() const;
     // The Winograd path each Conv op takes (tile 0: the dispatcher's other kernels).
     conv::WinogradChoice winograd(int op) const { return wino_[op]; }
@@ -71,19 +82,25 @@ class Plan {
     void run(float* out, const float* x, int64_t N, int images, const std::vector<Weights>& weights);
 
   private:
-    void run_pass(std::vector<gemm::Buffer>& arena, float* out, const float* x, int64_t n0, int m,
-                  const std::vector<Weights>& weights) const;
+    // ops [first, last) on images [n0, n0 + m): the pass slots in arena, the whole-batch ones
+    // at image n0 of theirs.
+    void run_ops(int first, int last, std::vector<gemm::Buffer>& arena, const float* x, int64_t n0,
+                 int m, const std::vector<Weights>& weights);
 
     std::vector<int64_t> floats_;
     int input_, output_;
     std::vector<Op> ops_;
+    int whole_from_;
     std::vector<conv::WinogradChoice> wino_;  // per op
     std::vector<int64_t> prepared_at_;        // per op: offset of its prepared kernels, or -1
     int64_t prepared_floats_ = 0;
-    std::vector<int> slot_;                  // per tensor: its arena slot (-1: the input)
-    std::vector<int64_t> slot_floats_;       // per slot: floats per image
+    std::vector<int> slot_;                  // per tensor: its slot (-1: the input)
+    std::vector<bool> whole_tensor_;         // per tensor: in a whole-batch slot
+    std::vector<int64_t> slot_floats_;       // per pass slot: floats per image
+    std::vector<int64_t> whole_floats_;      // per whole-batch slot: floats per image
     gemm::Buffer prepared_;
-    std::vector<std::vector<gemm::Buffer>> arenas_;  // per worker thread, a buffer per slot
+    std::vector<std::vector<gemm::Buffer>> arenas_;  // per worker thread, a buffer per pass slot
+    std::vector<gemm::Buffer> whole_;                // a buffer per whole-batch slot
     std::mutex mutex_;
 };
 

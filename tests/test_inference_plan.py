@@ -221,9 +221,9 @@ def test_pass_images_keeps_the_largest_activation_within_pass_bytes():
 CONV = (8, 8, 3, 3, 3, 1, 1, 1, 1, 8, 8, 1, 1)  # 8x8x3, 3x3 'same'
 
 
-def conv_plan():
+def conv_plan(whole_from=2):
     return _core.InferencePlan([192, 512, 512], 0, 2, [
-        ("conv", 0, -1, 1, CONV, 8, 0, True), ("relu", 1, -1, 2, None, 0, 0, False)])
+        ("conv", 0, -1, 1, CONV, 8, 0, True), ("relu", 1, -1, 2, None, 0, 0, False)], whole_from)
 
 
 def test_a_plan_made_by_hand_runs_its_ops():
@@ -236,6 +236,46 @@ def test_a_plan_made_by_hand_runs_its_ops():
     np.testing.assert_array_equal(out.reshape(5, 8, 8, 8), expected)
 
 
+@pytest.mark.parametrize("whole_from", [0, 1, 2])
+@pytest.mark.parametrize("threads", ["one_thread", "two_threads"])
+def test_the_whole_batch_part_gives_the_passes_outputs(whole_from, threads, request):
+    request.getfixturevalue(threads)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 8, 8, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    plan = conv_plan(whole_from)
+    assert plan.whole_from == whole_from
+    assert plan.whole_slots == {0: 2, 1: 2, 2: 0}[whole_from]  # the conv's output crosses at 1
+    expected = _core.conv2d_forward(x, w, b, 1, 1, 1, 1, 8, 8, relu=True)
+    for images in (1, 2, 5):
+        out = plan.run(x, [(w, b), None], images)
+        np.testing.assert_array_equal(out.reshape(5, 8, 8, 8), expected)
+
+
+def test_a_large_dense_layer_and_what_follows_run_on_the_whole_batch(two_threads):
+    set_random_seed(10)
+    model, data = _fitted(cnnkit.Sequential([
+        cnnkit.Input((14, 14, 3)), L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(),
+        L.Flatten(), L.Dense(64, activation="relu"), L.Dense(4, activation="softmax")]),
+        (14, 14, 3))
+    expected = layer_by_layer(model, data)
+    model.predict_on_batch(data)
+    core = plan_of(model).core
+    assert core.whole_from == 2  # conv, max_pool, then Dense(64): 6*6*16 x 64 weights
+    np.testing.assert_allclose(model.predict_on_batch(data), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_whole_from_takes_large_kernels_used_little_in_a_pass():
+    dense = ("dense", 0, -1, 1, None, 512, 2304, True)
+    conv = ("conv", 0, -1, 1, (8, 8, 64, 3, 3, 1, 1, 1, 1, 8, 8, 1, 1), 64, 0, True)
+    assert inference_plan.whole_from([conv, dense], [], 4) == 1
+    assert inference_plan.whole_from([conv], [], 1) == 1  # 36,864 weights, 64 uses each
+    small = ("dense", 0, -1, 1, None, 10, 64, False)
+    assert inference_plan.whole_from([small], [], 1) == 1
+    assert inference_plan.whole_from([dense, small], [], 64) == 2  # 64 uses a weight: none
+
+
 @pytest.mark.parametrize("ops, message", [
     ([("conv", 0, -1, 0, CONV, 8, 0, False)], "writes a tensor written before"),
     ([("relu", 1, -1, 2, None, 0, 0, False)], "reads a tensor no earlier op wrote"),
@@ -245,11 +285,18 @@ def test_a_plan_made_by_hand_runs_its_ops():
     ([("pool", 0, -1, 1, None, 0, 0, False)], "unknown op kind"),
     ([("conv", 0, -1, 1, CONV[:5], 8, 0, False)], "13 integers"),
     ([("conv", 0, -1, 1, None, 8, 0, False)], "needs its window"),
+    ([("depthwise", 0, -1, 1, CONV, 4, 0, False)], "multiple of the input"),
     ([("conv", 0, -1, 1, (8, 8, 3, 3, 3, 1, 1, 1, 1, 10, 8, 1, 1), 8, 0, False)], "larger than the window"),
 ])
 def test_a_bad_op_is_a_value_error(ops, message):
     with pytest.raises(ValueError, match=message):
-        _core.InferencePlan([192, 512, 512], 0, 2, ops)
+        _core.InferencePlan([192, 512, 512], 0, 2, ops, len(ops))
+
+
+def test_whole_from_must_be_an_op_index_or_the_op_count():
+    for whole_from in (-1, 3):
+        with pytest.raises(ValueError, match="whole_from"):
+            conv_plan(whole_from)
 
 
 def test_bad_run_arguments_are_value_or_type_errors():

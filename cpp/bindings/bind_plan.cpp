@@ -50,12 +50,12 @@ Op op_of(const py::tuple& t) {
 }
 
 std::unique_ptr<Plan> make_plan(const std::vector<int64_t>& floats, int input, int output,
-                                const std::vector<py::tuple>& ops) {
+                                const std::vector<py::tuple>& ops, int whole_from) {
     std::vector<Op> parsed;
     parsed.reserve(ops.size());
     for (const auto& t : ops) parsed.push_back(op_of(t));
     try {
-        return std::make_unique<Plan>(floats, input, output, std::move(parsed));
+        return std::make_unique<Plan>(floats, input, output, std::move(parsed), whole_from);
     } catch (const std::invalid_argument& e) {
         throw py::value_error(e.what());
     }
@@ -125,10 +125,12 @@ void bind_plan(py::module_& m) {
     py::class_<Plan>(m, "InferencePlan",
                      "A model's inference pass as one call, run a few images at a time "
                      "(engine/inference_plan.py builds it).")
-        .def(py::init(&make_plan), "floats"_a, "input"_a, "output"_a, "ops"_a)
+        .def(py::init(&make_plan), "floats"_a, "input"_a, "output"_a, "ops"_a, "whole_from"_a)
         .def("run", &run, nc("x"), "weights"_a, "images"_a, out("out"),
              "out (N, output floats) = the pass over x (N, ...), `images` images at a time.")
         .def_property_readonly("slots", &Plan::slots)
+        .def_property_readonly("whole_slots", &Plan::whole_slots)
+        .def_property_readonly("whole_from", &Plan::whole_from)
         .def_property_readonly("arena_floats_per_image", &Plan::arena_floats_per_image)
         .def("winograd_tile", [](const Plan& p, int op) {
             require(op >= 0 && op < (int)p.ops().size(), "no op " + std::to_string(op));
