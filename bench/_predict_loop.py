@@ -1,9 +1,10 @@
 """The child process of bench/wait_policy.py, bench/split_inference.py and
 bench/inference_plan.py: loads a .keras file in cnnkit and times predict_on_batch in a loop;
-prints the seconds per predict. way: plan (an inference plan, then batch split: the defaults),
-split (no plan), whole (neither). pass_bytes: inference_plan.PASS_BYTES, if given.
+prints the seconds per predict. MODEL: a .keras file, or cnn (cnnkit.applications' classic
+CNN) or mobilenet (bench/_models.py's), built here. way: plan (an inference plan, then batch
+split: the defaults), split (no plan), whole (neither). pass_bytes: inference_plan.PASS_BYTES.
 
-    python bench/_predict_loop.py MODEL.keras THREADS SECONDS BATCH plan|split|whole [PASS_BYTES]
+    python bench/_predict_loop.py MODEL THREADS SECONDS BATCH plan|split|whole [PASS_BYTES]
 """
 import sys
 import time
@@ -20,7 +21,14 @@ def main(path, threads, seconds, batch, way, pass_bytes=None):
     split_inference.ENABLED = way in ("plan", "split")
     if pass_bytes is not None:
         inference_plan.PASS_BYTES = int(pass_bytes)
-    model = cnnkit.models.load_model(path, compile=False)
+    if path == "cnn":
+        from cnnkit.applications import classic_cnn
+        model = classic_cnn(compile=False)
+    elif path == "mobilenet":
+        from _models import mobilenet
+        model = mobilenet(cnnkit)
+    else:
+        model = cnnkit.models.load_model(path, compile=False)
     x = np.random.default_rng(0).standard_normal((int(batch), 32, 32, 3)).astype(np.float32)
     for _ in range(3):
         model.predict_on_batch(x)

@@ -1,4 +1,5 @@
-"""Inference of the Keras file of compare.py's keras_infer (ResNet-20) by an inference plan
+"""Inference of the Keras file of compare.py's keras_infer (ResNet-20; or, with --model, the
+classic CIFAR CNN or compare.py's MobileNet, built by cnnkit) by an inference plan
 (python/cnnkit/engine/inference_plan.py, predict's default: the whole pass in one C++ call, a
 few images at a time) against layer by layer (the plan off; at 2+ threads that is batch-split
 inference, bench/split_inference.py). Each round runs one child process per thread count, batch
@@ -7,8 +8,9 @@ size and way (bench/_predict_loop.py), alternating, each timing predict_on_batch
 several --pass-bytes, the plan runs at each (inference_plan.PASS_BYTES: the bytes of a pass's
 largest activation, so its images).
 
-    python bench/inference_plan.py [--threads 1,2] [--batches 8,64,256] [--rounds 5]
-                                   [--seconds 3] [--pass-bytes 524288]
+    python bench/inference_plan.py [--model resnet20|cnn|mobilenet] [--threads 1,2]
+                                   [--batches 8,64,256] [--rounds 5] [--seconds 3]
+                                   [--pass-bytes 524288]
 """
 import argparse
 import os
@@ -35,6 +37,8 @@ def images_per_second(path, threads, seconds, batch, way, pass_bytes=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet20", choices=("resnet20", "cnn", "mobilenet"),
+                        help="resnet20: keras_infer's .keras file (default)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--batches", default="8,64,256")
     parser.add_argument("--rounds", type=int, default=5)
@@ -50,7 +54,7 @@ def main():
     ways = [("split", None)] + [("plan", size) for size in sizes]
     speeds = {(t, b, w): [] for t in threads for b in batches for w in ways}
     with tempfile.TemporaryDirectory() as folder:
-        path = make_keras_file(folder)
+        path = make_keras_file(folder) if args.model == "resnet20" else args.model
         for round_ in range(args.rounds):
             for t in threads:
                 for b in batches:
@@ -58,7 +62,9 @@ def main():
                         speeds[t, b, way].append(
                             images_per_second(path, t, args.seconds, b, *way))
             print(f"  round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
-    print(f"CPU: {cpu_name()}; ResNet-20 from a .keras file, predict_on_batch; median images/s "
+    what = {"resnet20": "ResNet-20 from a .keras file", "cnn": "the classic CNN",
+            "mobilenet": "MobileNet"}[args.model]
+    print(f"CPU: {cpu_name()}; {what}, predict_on_batch; median images/s "
           f"over {args.rounds} rounds of {args.seconds:g} s")
     rows = []
     for t in threads:

@@ -1,6 +1,10 @@
 """Batch-split inference: predict cuts its batch into one slice per thread and runs each slice
 through the model on a thread of its own, whose kernels then run on that thread alone.
 
+A model that an inference plan runs (engine/inference_plan.py: its passes are shared among the
+threads in C++ the same way, without Python between the layers) takes the plan instead; the
+split serves the models a plan does not run.
+
 Why: a layer-by-layer pass with every kernel spread over the threads wakes and joins them at
 each of its parallel regions, and passive waiting (cnnkit's default, for shared machines: see
 the README) makes each wake-up cost. On ResNet-20's .keras file (batch 64, the 2-core AVX2 Zen 3
