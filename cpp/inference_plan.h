@@ -15,10 +15,10 @@
 // pass live in a slot of the worker's arena, reused once its last reader has run.
 //
 // Depth-first suits ops that do much work per weight. A dense layer on a pass of a few images
-// reads its whole kernel for a few rows (the classic CIFAR CNN's 2304x512 Dense: 4.7 MB for 4
-// rows; the plan ran that CNN 2x slower than layer by layer): from such an op on (whole_from,
-// engine/inference_plan.py decides it), the plan runs the rest on the whole batch, once every
-// pass is done, each kernel on all the threads.
+// reads its whole kernel for a few rows (Keras' CIFAR-10 example CNN's Dense of 512 on 2,304
+// features: 4.7 MB for 4 rows; the plan ran that CNN 2x slower than layer by layer): from such
+// an op on (whole_from, engine/inference_plan.py decides it), the plan runs the rest on the
+// whole batch, once every pass is done, each kernel on all the threads.
 //
 // Contract: the constructor checks every op against the tensors' sizes and throws
 // std::invalid_argument; run() trusts its arguments (the bindings check them) and throws nothing.
@@ -93,6 +93,7 @@ class Plan {
     int whole_from_;
     std::vector<conv::WinogradChoice> wino_;  // per op
     std::vector<int64_t> prepared_at_;        // per op: offset of its prepared kernels, or -1
+    std::vector<int> prepared_ops_;           // the ops with prepared kernels
     int64_t prepared_floats_ = 0;
     std::vector<int> slot_;                  // per tensor: its slot (-1: the input)
     std::vector<bool> whole_tensor_;         // per tensor: in a whole-batch slot

@@ -44,3 +44,13 @@ def _threads_fixture(n, doc):
 
 one_thread = _threads_fixture(1, "Runs the test on one thread, restoring the count after it.")
 two_threads = _threads_fixture(2, "Runs the test on two threads, restoring the count after it.")
+
+
+def predict_without(switch, model, x):
+    """model.predict_on_batch(x) with an engine module's ENABLED switch (split_inference,
+    inference_plan) off: the way its own way is compared with."""
+    switch.ENABLED = False
+    try:
+        return model.predict_on_batch(x)
+    finally:
+        switch.ENABLED = True

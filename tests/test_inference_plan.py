@@ -7,6 +7,7 @@ import pytest
 
 import cnnkit
 from cnnkit import _core, layers as L
+from conftest import predict_without
 from cnnkit.engine import inference_plan
 from cnnkit.utils import set_random_seed
 
@@ -48,11 +49,7 @@ def _fitted(model, shape):
 
 
 def layer_by_layer(model, x):
-    inference_plan.ENABLED = False
-    try:
-        return model.predict_on_batch(x)
-    finally:
-        inference_plan.ENABLED = True
+    return predict_without(inference_plan, model, x)
 
 
 def plan_of(model):
@@ -269,11 +266,11 @@ def test_a_large_dense_layer_and_what_follows_run_on_the_whole_batch(two_threads
 def test_whole_from_takes_large_kernels_used_little_in_a_pass():
     dense = ("dense", 0, -1, 1, None, 512, 2304, True)
     conv = ("conv", 0, -1, 1, (8, 8, 64, 3, 3, 1, 1, 1, 1, 8, 8, 1, 1), 64, 0, True)
-    assert inference_plan.whole_from([conv, dense], [], 4) == 1
-    assert inference_plan.whole_from([conv], [], 1) == 1  # 36,864 weights, 64 uses each
+    assert inference_plan.whole_from([conv, dense], 4) == 1
+    assert inference_plan.whole_from([conv], 1) == 1  # 36,864 weights, 64 uses each
     small = ("dense", 0, -1, 1, None, 10, 64, False)
-    assert inference_plan.whole_from([small], [], 1) == 1
-    assert inference_plan.whole_from([dense, small], [], 64) == 2  # 64 uses a weight: none
+    assert inference_plan.whole_from([small], 1) == 1
+    assert inference_plan.whole_from([dense, small], 64) == 2  # 64 uses a weight: none
 
 
 @pytest.mark.parametrize("ops, message", [

@@ -9,6 +9,7 @@ import pytest
 
 import cnnkit
 from cnnkit import _core, layers as L
+from conftest import predict_without
 from cnnkit.engine import inference_plan, split_inference
 from cnnkit.utils import set_random_seed
 
@@ -39,11 +40,7 @@ def resnet_like(extra=None, training_dropout=False):
 
 
 def whole(model, x):
-    split_inference.ENABLED = False
-    try:
-        return model.predict_on_batch(x)
-    finally:
-        split_inference.ENABLED = True
+    return predict_without(split_inference, model, x)
 
 
 def slices_made(model):
