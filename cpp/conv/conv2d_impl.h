@@ -127,7 +127,7 @@ bool winograd_weight_grad_applies(const Window2d& g, int OC);
 void winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                       const Window2d& g, int OC, bool relu, const float* residual);
 // The forward pass chosen once for many calls of one shape (N aside) and its kernels made
-// ready once: an inference plan's micro-batches (inference_plan.cpp). tile 0: no Winograd.
+// ready once: an inference plan's passes (inference_plan.cpp). tile 0: no Winograd.
 // in_cache: the calls' activations stay in cache (a plan's few images a pass), where F(4x4)
 // unpacked also beats the direct kernels on 16 channels in and out (see winograd_choice).
 struct WinogradChoice {

@@ -70,7 +70,7 @@ void forward_fused(const ForwardTiles& tf, float* out, const float* inp, const f
                    const float* prepared = nullptr);
 
 // The kernels of weight (3,3,C,OC) as the forward driver reads them, made once for many calls
-// (an inference plan's micro-batches): transformed (U), and for forward() also packed.
+// (an inference plan's passes): transformed (U), and for forward() also packed.
 int64_t prepared_floats(const ForwardTiles& tf, int C, int OC, bool fused);
 void prepare(const ForwardTiles& tf, const float* weight, int C, int OC, bool fused, float* dst);
 

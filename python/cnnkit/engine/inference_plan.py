@@ -138,7 +138,7 @@ class _Builder:
         for i in graph.folded_order if folds else range(len(steps)):
             if i in done:
                 continue
-            done.update(self._step(i, folds.get(i), done))
+            done.update(self._step(i, folds.get(i)))
         (out_number,) = graph.output_numbers
         if out_number not in self.plan_of:
             raise Unsupported("the model's output is not computed by its steps")
@@ -174,7 +174,7 @@ class _Builder:
         return self.plan_of[number]
 
     # ---------------------------------------------------------------- steps
-    def _step(self, i, fold, done):
+    def _step(self, i, fold):
         """Adds step i's op(s); returns the steps it consumed besides i (folded ones)."""
         step = self.graph.steps[i]
         layer = step.layer
