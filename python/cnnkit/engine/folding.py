@@ -26,7 +26,7 @@ from .. import _core
 from .._args import kernel_ready
 
 
-__all__ = ["ENABLED", "find_folds", "folded_forward", "inference_order"]
+__all__ = ["ENABLED", "find_folds", "folded_forward", "folded_weights", "inference_order"]
 
 # Set to False to run every BatchNormalization on its own (the tests compare both ways).
 ENABLED = True
@@ -154,16 +154,22 @@ def folded_forward(producer, bn, call, x, relu=False, residual=None):
         if (not kernel_ready(residual) or residual.shape != out_shape
                 or (out is not None and np.may_share_memory(out, residual))):
             return None
-    # As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32;
-    # kernel' = kernel * s along the output channels (a depthwise kernel (kh, kw, C, multiplier)
-    # makes output channel c * multiplier + m: its last two axes), bias' = (bias - mean) * s +
-    # beta. One kernel call (_core.batchnorm_fold, rounding as NumPy would): the eight NumPy
-    # calls it replaces cost some 100 us a layer, 4% of a ResNet-20 inference pass.
-    k, b = _core.batchnorm_fold(
-        kernel, producer.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
-        float(np.float32(bn.epsilon)), kernel_out=buffers("fold_kernel", kernel.shape),
-        bias_out=buffers("fold_bias", (channels,)), scale_out=buffers("fold_scale", (channels,)))
+    k, b = folded_weights(producer, bn, buffers("fold_kernel", kernel.shape),
+                          buffers("fold_bias", (channels,)), buffers("fold_scale", (channels,)))
     call.buf = buffers
     if residual is not None:
         return producer._linear(x, k, b, buffers, relu=relu, residual=residual)
     return producer._linear(x, k, b, buffers, relu=relu)
+
+
+def folded_weights(producer, bn, kernel_out, bias_out, scale_out):
+    """(kernel', bias') of producer with bn folded in, into the given arrays (None: new ones).
+    As Keras' batch_normalization: s = gamma * (1 / sqrt(variance + epsilon)), in float32;
+    kernel' = kernel * s along the output channels (a depthwise kernel (kh, kw, C, multiplier)
+    makes output channel c * multiplier + m: its last two axes), bias' = (bias - mean) * s +
+    beta. One kernel call (_core.batchnorm_fold, rounding as NumPy would): the eight NumPy calls
+    it replaces cost some 100 us a layer, 4% of a ResNet-20 inference pass."""
+    return _core.batchnorm_fold(
+        producer.kernel, producer.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+        float(np.float32(bn.epsilon)), kernel_out=kernel_out, bias_out=bias_out,
+        scale_out=scale_out)

@@ -25,6 +25,7 @@ tests check it).
 import numpy as np
 
 from .. import _core
+from . import folding
 
 __all__ = ["ENABLED", "PASS_BYTES", "Unsupported", "plan_for", "plan_predict", "pass_images",
            "whole_from"]
@@ -107,18 +108,12 @@ def _exact(layer, *names):
     return any(type(layer) is getattr(layers, name, None) for name in names)
 
 
-def _plain_relu_layer(layer):
-    from .folding import _plain_relu
-    return _plain_relu(layer)
-
-
 class _Builder:
     """Turns a graph's folded inference order into plan ops: (kind, in, in2, out, window, oc,
     features, relu), tensors numbered as the plan's (an identity layer's output is its input's
     tensor), and per op where its weights come from."""
 
     def __init__(self, graph):
-        from . import folding
         if len(graph.inputs) != 1 or len(graph.outputs) != 1:
             raise Unsupported("a plan runs models of one input and one output")
         self.graph = graph
@@ -205,7 +200,7 @@ class _Builder:
         if _exact(layer, "Dense"):
             return self._dense(step, layer, name, x, in_shape, fold)
         if _exact(layer, "Activation", "ReLU"):
-            if _plain_relu_layer(layer):
+            if folding._plain_relu(layer):
                 self._op("relu", x, out_number)
             elif _exact(layer, "Activation") and layer.activation == "softmax":
                 self._op("softmax", x, out_number, features=in_shape[-1])
@@ -297,19 +292,12 @@ def _window13(g, in_shape):
 
 
 def _folded_source(producer, bn):
-    """A call's weights of producer with bn folded in (folding.folded_forward's arithmetic,
-    _core.batchnorm_fold), into buffers of the plan's own, made once."""
+    """A call's weights of producer with bn folded in (folding.folded_weights), into arrays of
+    the plan's own, made once."""
     channels = len(bn.moving_mean)
-    kernel_out = np.empty(producer.kernel.shape, np.float32)
-    bias_out = np.empty((channels,), np.float32)
-    scale_out = np.empty((channels,), np.float32)
-    epsilon = float(np.float32(bn.epsilon))
-
-    def source():
-        return _core.batchnorm_fold(
-            producer.kernel, producer.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
-            epsilon, kernel_out=kernel_out, bias_out=bias_out, scale_out=scale_out)
-    return source
+    buffers = (np.empty(producer.kernel.shape, np.float32), np.empty((channels,), np.float32),
+               np.empty((channels,), np.float32))
+    return lambda: folding.folded_weights(producer, bn, *buffers)
 
 
 def plan_for(graph):
